@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# One-command set-up: virtual environment, pinned stack, Horovod built against the installed
+# TensorFlow (wheel cached), data packages, and checks. Idempotent: a second run is fast.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-python3}"
+VENV="$ROOT/.venv"
+CACHE="${SPARKDL_PIPE_CACHE:-$HOME/.cache/sparkdl_pipe}"
+HOROVOD_VERSION=0.28.1
+TF_VERSION=2.21.0
+
+say() { printf '[install] %s\n' "$*"; }
+
+# --- Java 17 --------------------------------------------------------------------------------
+if ! command -v java >/dev/null 2>&1 && [ -z "${JAVA_HOME:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "Java not found: installing openjdk-17-jre-headless"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless
+  else
+    say "ERROR: Spark 4.0 needs Java 17. Install it (Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME."
+    exit 1
+  fi
+fi
+JAVA_BIN="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+JV="$("$JAVA_BIN" -version 2>&1 | head -1)"
+case "$JV" in
+  *'"17'*|*'"21'*) say "Java OK: $JV" ;;
+  *) say "WARNING: Spark 4.0 is verified on Java 17, found: $JV (apt-get install openjdk-17-jre-headless)" ;;
+esac
+
+# --- Data packages (best effort) ------------------------------------------------------------
+FM=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+if [ -f "$FM" ]; then
+  say "Fashion-MNIST data package present"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  say "installing Debian package dataset-fashion-mnist"
+  if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1; then
+    say "Fashion-MNIST installed"
+  else
+    say "could not install dataset-fashion-mnist: 'sparkdl-pipe demo' will fall back to scikit-learn digits"
+  fi
+else
+  say "Fashion-MNIST not installed and not root: run 'sudo apt-get install dataset-fashion-mnist' for the full demo"
+fi
+
+# --- Virtual environment and pinned stack ----------------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating virtual environment $VENV"
+  "$PY" -m venv "$VENV"
+fi
+VPY="$VENV/bin/python"
+PIP=("$VPY" -m pip --disable-pip-version-check)
+"${PIP[@]}" install -q --upgrade "pip>=24" "setuptools<81" wheel
+say "installing the pinned stack (constraints.txt)"
+"${PIP[@]}" install -q -c constraints.txt \
+  "tensorflow==$TF_VERSION" tf-keras ml-dtypes numpy pyarrow pyspark petastorm pandas \
+  opencv-python-headless pillow scikit-learn scipy \
+  cffi cloudpickle psutil pyyaml packaging cmake \
+  pytest pytest-timeout ruff mypy
+
+# --- Horovod: build from sdist against the installed TensorFlow, cache the wheel -------------
+PYTAG="$("$VPY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
+WHEEL_DIR="$CACHE/wheels/horovod-$HOROVOD_VERSION-tf$TF_VERSION-$PYTAG-$(uname -m)"
+if "$VPY" -c "import horovod, sys; sys.exit(0 if horovod.__version__ == '$HOROVOD_VERSION' else 1)" 2>/dev/null \
+   && "$VPY" -c "import horovod.tensorflow" >/dev/null 2>&1; then
+  say "Horovod $HOROVOD_VERSION already installed"
+else
+  if ! ls "$WHEEL_DIR"/horovod-*.whl >/dev/null 2>&1; then
+    say "building Horovod $HOROVOD_VERSION from source (about 3 minutes on 2 cores)"
+    BUILD="$(mktemp -d)"
+    "${PIP[@]}" download -q --no-deps --no-binary :all: "horovod==$HOROVOD_VERSION" -d "$BUILD"
+    tar -xzf "$BUILD"/horovod-$HOROVOD_VERSION.tar.gz -C "$BUILD"
+    SRC="$BUILD/horovod-$HOROVOD_VERSION"
+    # TensorFlow >= 2.16 moved the XLA headers that this optional GPU-only file includes.
+    sed -i 's/^#if TENSORFLOW_VERSION >= 2006000000/#if 0/' "$SRC/horovod/tensorflow/xla_mpi_ops.cc"
+    grep -q '^#if 0' "$SRC/horovod/tensorflow/xla_mpi_ops.cc" || { say "ERROR: XLA guard not found"; exit 1; }
+    mkdir -p "$WHEEL_DIR"
+    export PATH="$VENV/bin:$PATH"
+    HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
+    HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 HOROVOD_CPU_OPERATIONS=GLOO \
+    CMAKE_POLICY_VERSION_MINIMUM=3.5 \
+    MAKEFLAGS="-j$(nproc)" \
+      "${PIP[@]}" wheel -q --no-deps --no-build-isolation -w "$WHEEL_DIR" "$SRC"
+    rm -rf "$BUILD"
+  else
+    say "using cached Horovod wheel from $WHEEL_DIR"
+  fi
+  "${PIP[@]}" install -q --no-deps "$WHEEL_DIR"/horovod-*.whl
+fi
+
+# --- The package itself -----------------------------------------------------------------------
+"${PIP[@]}" install -q --no-deps --no-build-isolation -e .
+
+# --- Checks ----------------------------------------------------------------------------------
+say "checking the Horovod build"
+CHECK="$(TF_USE_LEGACY_KERAS=1 "$VENV/bin/horovodrun" --check-build)"
+echo "$CHECK" | sed 's/^/    /'
+echo "$CHECK" | grep -q '\[X\] TensorFlow' || { say "ERROR: Horovod was built without TensorFlow"; exit 1; }
+echo "$CHECK" | grep -q '\[X\] Gloo' || { say "ERROR: Horovod was built without Gloo"; exit 1; }
+"$VPY" -c "import sparkdl_pipe, pyspark, petastorm, tensorflow as tf; print('[install] OK: sparkdl_pipe', sparkdl_pipe.__version__, 'pyspark', pyspark.__version__, 'tensorflow', tf.__version__)"

@@ -1,0 +1,31 @@
+"""The one place where environment variables that dependencies require are set.
+
+Runs on the driver (when ``sparkdl_pipe`` is imported) and in executors and Horovod ranks (every
+executor-side entry point imports this package first, and Spark is told to export the same
+variables to executors via :data:`EXECUTOR_ENV`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+#: Variables every process that may import TensorFlow needs. Horovod's Keras integration only
+#: works with the Keras 2 API (tf-keras); TensorFlow picks it when this is set before import.
+EXECUTOR_ENV: dict[str, str] = {
+    "TF_USE_LEGACY_KERAS": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "PYARROW_IGNORE_TIMEZONE": "1",
+}
+
+
+def configure_process_env() -> None:
+    """Set the required variables in this process (before TensorFlow is imported). Idempotent."""
+    for key, value in EXECUTOR_ENV.items():
+        os.environ.setdefault(key, value)
+    # TF_USE_LEGACY_KERAS must be exactly "1": a user value of "0" would break Horovod.
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    # pyarrow 14's legacy dataset API, which Petastorm uses, warns on every read.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|$)")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"pyarrow(\.|$)")
+    warnings.filterwarnings("ignore", message=r".*pyarrow\.filesystem.*")

@@ -1,0 +1,124 @@
+"""Frozen configuration objects, one per job, validated when built.
+
+Runs on: driver. Executors receive plain values taken from these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from sparkdl_pipe.errors import UserInputError
+from sparkdl_pipe.preprocess.spec import ImageSpec
+
+
+def _check_fraction(name: str, v: float) -> None:
+    if not 0.0 <= v < 1.0:
+        raise UserInputError(name, "a fraction in [0, 1)", v)
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How records are assigned to train / val / test when the input does not say.
+
+    Assignment is by a stable hash of the record's path relative to the input root and the seed, so
+    the same input gives the same split on every run and cluster size. Where the input carries its
+    own split (top folders ``train/``, ``val/``, ``test/`` or a split column), it is kept; if it has
+    train but no val, ``val_fraction`` of train becomes val.
+    """
+
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _check_fraction("val_fraction", self.val_fraction)
+        _check_fraction("test_fraction", self.test_fraction)
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise UserInputError("val_fraction + test_fraction", "less than 1",
+                                 self.val_fraction + self.test_fraction)
+
+
+@dataclass(frozen=True)
+class IngestImagesConfig:
+    """Ingest a folder of labelled images (``root/<label>/*.png``) or a manifest into Petastorm."""
+
+    input: str
+    output: str
+    image: ImageSpec
+    split: SplitConfig = field(default_factory=SplitConfig)
+    manifest_path_col: str = "path"
+    manifest_label_col: str = "label"
+    manifest_split_col: str = "split"
+    row_group_mb: float = 1.0
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.input:
+            raise UserInputError("--input", "a folder of images or a manifest (.csv/.parquet)", self.input)
+        if not self.output:
+            raise UserInputError("--output", "a dataset directory or URL", self.output)
+        if not 0.01 <= self.row_group_mb <= 1024:
+            raise UserInputError("row_group_mb", "between 0.01 and 1024", self.row_group_mb)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Horovod-on-Spark training of a registered (or user) model on an ingested dataset."""
+
+    dataset: str
+    output: str
+    model: str = "cnn"
+    epochs: int = 5
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    warmup_epochs: int = 1
+    num_proc: int | None = None
+    steps_per_epoch: int | None = None
+    threads_per_rank: int | None = None
+    shuffle_buffer: int = 4096
+    seed: int = 42
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise UserInputError("--epochs", "at least 1", self.epochs)
+        if not 1 <= self.batch_size <= 65536:
+            raise UserInputError("--batch-size", "between 1 and 65536", self.batch_size)
+        if not 0 < self.learning_rate < 10:
+            raise UserInputError("--learning-rate", "a positive number below 10", self.learning_rate)
+        if self.warmup_epochs < 0:
+            raise UserInputError("--warmup-epochs", "0 or more", self.warmup_epochs)
+        if self.num_proc is not None and self.num_proc < 1:
+            raise UserInputError("--num-proc", "at least 1", self.num_proc)
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise UserInputError("--steps-per-epoch", "at least 1", self.steps_per_epoch)
+        if self.threads_per_rank is not None and self.threads_per_rank < 1:
+            raise UserInputError("--threads-per-rank", "at least 1", self.threads_per_rank)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Batch scoring of raw images (folder, manifest) or an ingested split with a trained model."""
+
+    model: str
+    input: str
+    output: str
+    batch_size: int = 1024
+    input_format: str = "auto"
+    manifest_path_col: str = "path"
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= 1_000_000:
+            raise UserInputError("--batch-size", "between 1 and 1000000", self.batch_size)
+        if self.input_format not in ("auto", "folder", "manifest", "petastorm"):
+            raise UserInputError("--input-format", "auto, folder, manifest or petastorm", self.input_format)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,244 @@
+"""run_ingest_images: raw image files -> Petastorm train/val/test splits + rejects + manifest.
+
+Runs on: driver (the Spark work itself runs in :mod:`sparkdl_pipe.executor.ingest`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import partial
+
+from sparkdl_pipe import manifest as mf
+from sparkdl_pipe import storage
+from sparkdl_pipe.config import IngestImagesConfig
+from sparkdl_pipe.errors import DatasetError, UserInputError
+from sparkdl_pipe.executor.ingest import DECODED_DDL, decode_images, path_of
+from sparkdl_pipe.schema import image_unischema, schema_json
+
+log = logging.getLogger(__name__)
+
+MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq", ".tsv")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What an ingest job wrote. ``input_records == sum(counts.values()) + rejected``."""
+
+    output: str
+    input_records: int
+    counts: dict[str, int]
+    rejected: int
+    rejects_by_reason: dict[str, int]
+    skipped_hidden: int
+    labels: list[str]
+    fingerprint: str
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.rejects_by_reason.items())) or "none"
+        return (f"ingested {self.input_records} records in {self.seconds:.1f}s -> {parts}; "
+                f"rejected {self.rejected} ({reasons}); skipped hidden files {self.skipped_hidden}; "
+                f"{len(self.labels)} labels; output {self.output}")
+
+
+def _hidden_files(root: str) -> list[str]:
+    """Files Spark's file listing never shows (a path component starting with '.' or '_')."""
+    out: list[str] = []
+    if storage.is_local(root):
+        base = storage.local_path(root)
+        for dirpath, dirnames, filenames in os.walk(base):
+            hidden_dir = any(p.startswith((".", "_")) for p in os.path.relpath(dirpath, base).split(os.sep)
+                             if p != ".")
+            for f in filenames:
+                if hidden_dir or f.startswith((".", "_")):
+                    out.append(os.path.join(dirpath, f))
+        return out
+    from pyarrow import fs as pafs
+
+    fs, p = storage._fs(root)
+    for info in fs.get_file_info(pafs.FileSelector(p, recursive=True)):
+        rel = info.path[len(p):].strip("/")
+        if info.type == pafs.FileType.File and any(c.startswith((".", "_")) for c in rel.split("/")):
+            out.append(info.path)
+    return out
+
+
+def _read_manifest(spark, url: str, cfg: IngestImagesConfig):
+    from pyspark.sql import functions as F
+
+    sp = storage.spark_path(url)
+    lower = url.lower()
+    if lower.endswith((".parquet", ".pq")):
+        df = spark.read.parquet(sp)
+    else:
+        sep = "\t" if lower.endswith(".tsv") else ","
+        df = spark.read.option("header", "true").option("multiLine", "true").option("escape", '"') \
+            .option("sep", sep).csv(sp)
+    cols = df.columns
+    for name, flag in ((cfg.manifest_path_col, "--path-col"), (cfg.manifest_label_col, "--label-col")):
+        if name not in cols:
+            raise UserInputError(f"manifest {url} has no column {name!r}", f"one of {cols}", None,
+                                 f"Name it with {flag}")
+    base = url.rsplit("/", 1)[0]
+    p = F.col(cfg.manifest_path_col).cast("string")
+    # Relative paths are relative to the manifest's folder; absolute paths and URLs stay.
+    resolved = F.when(p.rlike(r"^([a-zA-Z][a-zA-Z0-9+.-]*:|/)"), p).otherwise(F.concat(F.lit(base + "/"), p))
+    split = F.col(cfg.manifest_split_col).cast("string") if cfg.manifest_split_col in cols else F.lit(None)
+    return df.select(resolved.alias("path"), F.col(cfg.manifest_label_col).cast("string").alias("label_name"),
+                     split.cast("string").alias("split_hint"))
+
+
+def _split_column(hints: set[str], val_fraction: float, test_fraction: float):
+    """Final split: keep the input's own split; carve val out of train when the input has none."""
+    from pyspark.sql import functions as F
+
+    u, hint = F.col("u"), F.col("split_hint")
+    by_hash = F.when(u < test_fraction, "test").when(u < test_fraction + val_fraction, "val").otherwise("train")
+    if "val" not in hints:
+        kept = F.when((hint == "train") & (u < val_fraction), "val").otherwise(hint)
+    else:
+        kept = hint
+    return F.when(hint.isNull(), by_hash).otherwise(kept)
+
+
+def _partitions_for(rows: int, row_bytes: int, row_group_mb: float) -> int:
+    rows_per_group = max(16, int(row_group_mb * 2**20 / max(row_bytes, 1)))
+    return max(1, math.ceil(rows / rows_per_group), min(16, rows // 64))
+
+
+def write_split(spark, df, url: str, rows: int, row_bytes: int, row_group_mb: float) -> int:
+    """Write one split as a Petastorm dataset; rows shuffled by a stable key. Returns row groups."""
+    from petastorm.etl.dataset_metadata import materialize_dataset
+
+    n = _partitions_for(rows, row_bytes, row_group_mb)
+    out = df.repartition(n, "order_key").sortWithinPartitions("order_key") \
+        .select("image", "label", "label_name", "path")
+    with materialize_dataset(spark, url, image_unischema(), row_group_size_mb=max(1, math.ceil(row_group_mb))):
+        out.write.mode("overwrite").option("compression", "snappy").parquet(storage.spark_path(url))
+    import pyarrow.parquet as pq
+
+    groups = 0
+    base = storage.local_path(url) if storage.is_local(url) else None
+    if base:
+        for f in sorted(os.listdir(base)):
+            if f.endswith(".parquet"):
+                groups += pq.ParquetFile(os.path.join(base, f)).num_row_groups
+    return groups or n
+
+
+def run_ingest_images(spark, cfg: IngestImagesConfig) -> IngestResult:
+    """Ingest raw images into Petastorm splits, a rejects table and a manifest, published atomically.
+
+    Runs on: driver.
+
+    >>> from sparkdl_pipe.config import IngestImagesConfig
+    >>> from sparkdl_pipe.preprocess.spec import ImageSpec
+    >>> cfg = IngestImagesConfig("photos/", "datasets/photos", ImageSpec(64, 64, 3))  # doctest: +SKIP
+    >>> run_ingest_images(spark, cfg).counts  # doctest: +SKIP
+    {'train': 800, 'val': 100, 'test': 100}
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    t0 = time.time()
+    inp, out = storage.to_url(cfg.input), storage.to_url(cfg.output)
+    if not storage.exists(inp):
+        raise DatasetError(f"input {cfg.input} does not exist", fix="Give a folder of <label>/ image folders "
+                           "or a manifest file (.csv/.parquet)")
+    storage.check_output(out, cfg.overwrite)
+    is_manifest = inp.lower().endswith(MANIFEST_SUFFIXES) and not (
+        storage.is_local(inp) and os.path.isdir(storage.local_path(inp)))
+    spec = cfg.image
+    hidden: list[str] = []
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "512")
+    if is_manifest:
+        src = _read_manifest(spark, inp, cfg)
+        n_in = src.count()
+        src = src.repartition(max(spark.sparkContext.defaultParallelism * 2, math.ceil(n_in / 2000)))
+    else:
+        hidden = _hidden_files(inp)
+        spark.conf.set("spark.sql.files.openCostInBytes", str(64 * 1024))
+        spark.conf.set("spark.sql.files.maxPartitionBytes", str(16 * 2**20))
+        src = spark.read.format("binaryFile").option("recursiveFileLookup", "true") \
+            .load(storage.spark_path(inp)).select("path", "content")
+    fn = partial(decode_images, spec_dict=spec.to_dict(), seed=cfg.split.seed,
+                 root=None if is_manifest else inp, from_manifest=is_manifest)
+    decoded = src.mapInPandas(fn, DECODED_DDL).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        stats = decoded.groupBy(F.col("reason"), F.col("label_name"), F.col("split_hint")).count().collect()
+        total = sum(r["count"] for r in stats)
+        if total == 0:
+            raise DatasetError(f"no files found under {cfg.input}", fix="Check the path; hidden files "
+                               f"({len(hidden)}) are skipped")
+        rejects_by_reason: dict[str, int] = {}
+        for r in stats:
+            if r["reason"] is not None:
+                rejects_by_reason[r["reason"]] = rejects_by_reason.get(r["reason"], 0) + r["count"]
+        accepted_labels = [r["label_name"] for r in stats if r["reason"] is None]
+        labels = mf.natural_sorted(accepted_labels)
+        hints = {r["split_hint"] for r in stats if r["reason"] is None and r["split_hint"]}
+        label_map = F.create_map(*[x for i, name in enumerate(labels) for x in (F.lit(name), F.lit(i))])
+        accepted = decoded.filter(F.col("reason").isNull()) \
+            .withColumn("split", _split_column(hints, cfg.split.val_fraction, cfg.split.test_fraction)) \
+            .withColumn("label", label_map[F.col("label_name")].cast("int"))
+        per = accepted.groupBy("split", "label_name").count().collect()
+        splits: dict[str, dict] = {s: {"count": 0, "per_class": {}} for s in storage.SPLITS}
+        for r in per:
+            splits[r["split"]]["count"] += r["count"]
+            splits[r["split"]]["per_class"][r["label_name"]] = r["count"]
+
+        staging = storage.staging_url(out)
+        row_bytes = spec.height * spec.width * spec.channels + 96
+        try:
+            for s in storage.SPLITS:
+                splits[s]["path"] = s
+                if splits[s]["count"]:
+                    splits[s]["row_groups"] = write_split(
+                        spark, accepted.filter(F.col("split") == s), storage.join(staging, s),
+                        splits[s]["count"], row_bytes, cfg.row_group_mb)
+                else:
+                    splits[s]["row_groups"] = 0
+            n_rej = sum(rejects_by_reason.values())
+            decoded.filter(F.col("reason").isNotNull()) \
+                .select(F.col("path"), F.col("reason"), F.col("message"), F.lit("ingest").alias("stage")) \
+                .coalesce(1).write.mode("overwrite").parquet(storage.spark_path(storage.join(staging, "rejects")))
+            doc = {
+                "format": mf.FORMAT, "format_version": mf.FORMAT_VERSION, "kind": "image",
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "input": inp, "input_kind": "manifest" if is_manifest else "folder",
+                "input_records": total,
+                "preprocess": spec.to_dict(), "preprocess_fingerprint": spec.fingerprint(),
+                "schema": schema_json(spec.shape),
+                "labels": labels,
+                "splits": splits,
+                "split_rule": {"seed": cfg.split.seed, "val_fraction": cfg.split.val_fraction,
+                               "test_fraction": cfg.split.test_fraction,
+                               "input_split_kept": sorted(hints), "hash": "sha1(seed:relative_path)"},
+                "rejects": {"count": n_rej, "per_reason": rejects_by_reason, "path": "rejects"},
+                "skipped": {"hidden": len(hidden), "examples": [path_of(h) for h in hidden[:20]]},
+                "row_group_mb": cfg.row_group_mb,
+                "versions": mf.versions(),
+            }
+            doc["fingerprint"] = mf.fingerprint(doc)
+            storage.write_json(storage.join(staging, storage.MANIFEST_FILE), doc)
+            storage.publish(staging, out, cfg.overwrite)
+        except BaseException:
+            if storage.exists(staging):
+                storage.remove(staging)
+            raise
+    finally:
+        decoded.unpersist()
+    counts = {s: splits[s]["count"] for s in storage.SPLITS}
+    if sum(counts.values()) + n_rej != total:  # the invariant; a failure here is our bug
+        raise AssertionError(f"ingest lost records: {total} in, {counts} + {n_rej} rejected")
+    res = IngestResult(out, total, counts, n_rej, rejects_by_reason, len(hidden), labels,
+                       doc["fingerprint"], time.time() - t0)
+    log.info(res.summary())
+    return res

@@ -1,0 +1,77 @@
+"""Getting a SparkSession configured for this package, and asking it how much it can run.
+
+Runs on: driver.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from sparkdl_pipe._env import EXECUTOR_ENV
+from sparkdl_pipe.errors import SparkSetupError
+
+
+def make_spark_session(master: str | None = None, app_name: str = "sparkdl_pipe", conf: dict | None = None):
+    """The active SparkSession, or a new one (``local[*]`` unless ``master`` or spark-submit says).
+
+    Executors get :data:`sparkdl_pipe._env.EXECUTOR_ENV` through ``spark.executorEnv.*``. Under
+    spark-submit the session it built is returned (its settings win).
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    b = SparkSession.builder.appName(app_name)
+    if master:
+        b = b.master(master)
+    elif not os.environ.get("PYSPARK_GATEWAY_PORT"):
+        # Plain `python`/CLI: local. Under spark-submit (gateway already up) its --master wins.
+        b = b.master("local[*]")
+    defaults = {
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.shuffle.partitions": "8",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.memory": "4g",
+    }
+    for k, v in EXECUTOR_ENV.items():
+        defaults[f"spark.executorEnv.{k}"] = v
+    for k, v in {**defaults, **(conf or {})}.items():
+        b = b.config(k, v)
+    spark = b.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def task_slots(spark) -> int:
+    """How many tasks the session can run at once (cores / spark.task.cpus over live executors)."""
+    sc = spark.sparkContext
+    task_cpus = int(sc.getConf().get("spark.task.cpus", "1"))
+    master = sc.master
+    if master.startswith("local"):
+        inner = master[master.find("[") + 1: master.find("]")] if "[" in master else "1"
+        cores = (os.cpu_count() or 1) if inner == "*" else int(inner.split(",")[0])
+        return max(1, cores // task_cpus)
+    try:
+        status = sc._jsc.sc().getExecutorMemoryStatus()
+        n_exec = max(0, status.size() - 1)  # minus the driver
+    except Exception:  # noqa: BLE001 - best effort; fall back to defaultParallelism below
+        n_exec = 0
+    cores_per_exec = sc.getConf().get("spark.executor.cores")
+    if n_exec and cores_per_exec:
+        return max(1, n_exec * int(cores_per_exec) // task_cpus)
+    return max(1, sc.defaultParallelism // task_cpus)
+
+
+def require_slots(spark, num_proc: int) -> None:
+    """Refuse (instead of hanging) when ``num_proc`` ranks cannot run at once."""
+    slots = task_slots(spark)
+    if num_proc > slots:
+        raise SparkSetupError(
+            f"--num-proc {num_proc} needs {num_proc} concurrent Spark tasks but this session can run "
+            f"{slots} (master {spark.sparkContext.master}, spark.task.cpus="
+            f"{spark.sparkContext.getConf().get('spark.task.cpus', '1')}). Lower --num-proc or add "
+            "executors/cores (spark.executor.cores, spark.cores.max)")

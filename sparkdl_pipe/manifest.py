@@ -1,0 +1,89 @@
+"""Dataset manifests: the JSON written beside every dataset, and reading/validating it.
+
+Runs on: driver (and executors, read-only, via plain dicts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sparkdl_pipe import storage
+from sparkdl_pipe.errors import DatasetError
+from sparkdl_pipe.preprocess.spec import ImageSpec, spec_from_dict
+
+FORMAT = "sparkdl_pipe.dataset"
+FORMAT_VERSION = 1
+_VOLATILE = ("created_at", "versions", "fingerprint", "seconds")
+
+
+def natural_sorted(names) -> list[str]:
+    """Label order: numeric names by value ('2' before '10'), then the rest alphabetically."""
+    return sorted(set(names), key=lambda s: (0, int(s), s) if s.isdigit() else (1, 0, s))
+
+
+def fingerprint(doc: dict) -> str:
+    """Content hash of a manifest (timestamps and versions excluded)."""
+    stable = {k: v for k, v in doc.items() if k not in _VOLATILE}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that shape the data (recorded in manifests and model cards)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("sparkdl-pipe", "pyspark", "petastorm", "pyarrow", "numpy", "pillow", "tensorflow",
+                "tf-keras", "horovod"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A loaded dataset manifest with the bits the trainer and scorer need."""
+
+    url: str
+    doc: dict[str, Any]
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.doc["labels"])
+
+    @property
+    def spec(self) -> ImageSpec:
+        return spec_from_dict(self.doc["preprocess"])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.doc["fingerprint"])
+
+    def count(self, split: str) -> int:
+        return int(self.doc["splits"].get(split, {}).get("count", 0))
+
+    def split_url(self, split: str) -> str:
+        return storage.join(self.url, split)
+
+    def row_groups(self, split: str) -> int:
+        return int(self.doc["splits"].get(split, {}).get("row_groups", 0))
+
+
+def load_dataset_info(url: str) -> DatasetInfo:
+    """Read and check a dataset's manifest; a clear error when it is not a sparkdl_pipe dataset."""
+    u = storage.to_url(url)
+    m = storage.join(u, storage.MANIFEST_FILE)
+    if not storage.exists(u):
+        raise DatasetError(f"dataset {url} does not exist", fix="Run 'sparkdl-pipe ingest-images' first")
+    if not storage.exists(m):
+        raise DatasetError(f"{url} is not a sparkdl_pipe dataset (no {storage.MANIFEST_FILE})",
+                           fix="Point --dataset at the output of 'sparkdl-pipe ingest-images'")
+    doc = storage.read_json(m)
+    if doc.get("format") != FORMAT or int(doc.get("format_version", 0)) > FORMAT_VERSION:
+        raise DatasetError("dataset manifest format", f"{FORMAT} v<={FORMAT_VERSION}",
+                           f"{doc.get('format')} v{doc.get('format_version')}")
+    return DatasetInfo(u, doc)

@@ -1,0 +1,73 @@
+"""Preprocessing specs: frozen, JSON-serialisable, with a fingerprint stored in datasets and models.
+
+Runs on: driver and executors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from sparkdl_pipe.errors import UserInputError
+
+#: Pillow's own default bomb limit is ~89 megapixels; we default lower, configurable per job.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How raw image bytes become a model input: decode, colour mode, resize to (height, width).
+
+    ``channels`` is 1 (grayscale, ``L``) or 3 (``RGB``). Resizing stretches to the target size with
+    bilinear filtering (area-averaging when shrinking by a large factor, via Pillow's reducing gap).
+    Pixels are stored and fed to models as uint8; scaling to [0, 1] is a layer of the model.
+
+    >>> ImageSpec(28, 28, 1).fingerprint()[:8]  # doctest: +SKIP
+    """
+
+    height: int
+    width: int
+    channels: int
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    kind: str = "image"
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("height", "width"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 4096:
+                raise UserInputError(f"image {name}", "an integer between 1 and 4096", v)
+        if self.channels not in (1, 3):
+            raise UserInputError("image channels", "1 (grayscale) or 3 (RGB)", self.channels,
+                                 "Use --channels 1 or --channels 3")
+        if not isinstance(self.max_pixels, int) or self.max_pixels < 1:
+            raise UserInputError("max_pixels", "a positive integer", self.max_pixels)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ImageSpec:
+        if d.get("kind", "image") != "image":
+            raise UserInputError("preprocessing spec kind", "'image'", d.get("kind"))
+        return cls(height=int(d["height"]), width=int(d["width"]), channels=int(d["channels"]),
+                   max_pixels=int(d.get("max_pixels", DEFAULT_MAX_PIXELS)),
+                   version=int(d.get("version", 1)))
+
+    def fingerprint(self) -> str:
+        """A stable hash of everything that changes what the model sees (not of the bomb limit)."""
+        d = {k: v for k, v in self.to_dict().items() if k != "max_pixels"}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def spec_from_dict(d: dict) -> ImageSpec:
+    """Rebuild a preprocessing spec from its JSON form (as stored in manifests and model cards)."""
+    kind = d.get("kind")
+    if kind == "image":
+        return ImageSpec.from_dict(d)
+    raise UserInputError("preprocessing spec kind", "one of ['image']", kind)

@@ -1,0 +1,146 @@
+"""Dataset / model paths as URLs (``file://``, ``hdfs://``, ``s3://``/``s3a://``) and small-file I/O.
+
+Everything handed to executors is a plain string URL; no filesystem objects travel.
+Runs on: driver and executors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from typing import Any
+from urllib.parse import urlparse
+
+from sparkdl_pipe.errors import DatasetError
+
+MANIFEST_FILE = "_sparkdl_manifest.json"
+SPLITS = ("train", "val", "test")
+
+
+def to_url(path_or_url: str) -> str:
+    """Turn a local path into an absolute ``file://`` URL; leave other URLs alone.
+
+    >>> to_url("/tmp/x")
+    'file:///tmp/x'
+    """
+    s = str(path_or_url)
+    scheme = urlparse(s).scheme
+    if scheme in ("", "file"):
+        p = s[len("file://"):] if s.startswith("file://") else (s[len("file:"):] if s.startswith("file:") else s)
+        return "file://" + os.path.abspath(os.path.expanduser(p))
+    return s.rstrip("/")
+
+
+def is_local(url: str) -> bool:
+    return urlparse(url).scheme in ("", "file")
+
+
+def local_path(url: str) -> str:
+    """The local filesystem path of a ``file://`` URL."""
+    u = to_url(url)
+    if not is_local(u):
+        raise DatasetError("a local path", "a file:// URL or a plain path", url)
+    return u[len("file://"):]
+
+
+def spark_path(url: str) -> str:
+    """The form Spark's Hadoop filesystems take (``file:/...``, ``hdfs://...``, ``s3a://...``)."""
+    u = to_url(url)
+    if u.startswith("s3://"):
+        return "s3a://" + u[len("s3://"):]
+    return u
+
+
+def join(url: str, *parts: str) -> str:
+    return "/".join([url.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def _fs(url: str):
+    from pyarrow import fs as pafs
+
+    u = to_url(url)
+    if u.startswith("s3a://"):
+        u = "s3://" + u[len("s3a://"):]
+    return pafs.FileSystem.from_uri(u)
+
+
+def exists(url: str) -> bool:
+    if is_local(url):
+        return os.path.exists(local_path(url))
+    from pyarrow import fs as pafs
+
+    fs, p = _fs(url)
+    return fs.get_file_info(p).type != pafs.FileType.NotFound
+
+
+def write_json(url: str, obj: Any) -> None:
+    """Write JSON atomically (temp file + rename on local filesystems)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str)
+    if is_local(url):
+        p = local_path(url)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        tmp = f"{p}.tmp-{uuid.uuid4().hex[:8]}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, p)
+        return
+    fs, p = _fs(url)
+    with fs.open_output_stream(p) as f:
+        f.write(text.encode())
+
+
+def read_json(url: str) -> Any:
+    if is_local(url):
+        with open(local_path(url), encoding="utf-8") as f:
+            return json.load(f)
+    fs, p = _fs(url)
+    with fs.open_input_stream(p) as f:
+        return json.loads(f.read().decode())
+
+
+def remove(url: str) -> None:
+    if is_local(url):
+        p = local_path(url)
+        if os.path.isdir(p):
+            shutil.rmtree(p)
+        elif os.path.exists(p):
+            os.remove(p)
+        return
+    fs, p = _fs(url)
+    fs.delete_dir(p)
+
+
+def staging_url(target: str) -> str:
+    """A sibling of ``target`` to write into before publishing by rename."""
+    t = to_url(target).rstrip("/")
+    head, _, name = t.rpartition("/")
+    return f"{head}/.{name}.staging-{uuid.uuid4().hex[:8]}"
+
+
+def publish(staging: str, target: str, overwrite: bool) -> None:
+    """Move a finished staging directory to ``target`` (rename on local filesystems)."""
+    if exists(target):
+        if not overwrite:
+            raise DatasetError(f"output {target} already exists", fix="Pass --overwrite to replace it")
+        if is_local(target):
+            old = staging_url(target) + "-old"
+            os.replace(local_path(target), local_path(old))
+            os.replace(local_path(staging), local_path(target))
+            shutil.rmtree(local_path(old), ignore_errors=True)
+            return
+        remove(target)
+    if is_local(target):
+        os.makedirs(os.path.dirname(local_path(target)), exist_ok=True)
+        os.replace(local_path(staging), local_path(target))
+    else:
+        fs, src = _fs(staging)
+        _, dst = _fs(target)
+        fs.move(src, dst)
+
+
+def check_output(target: str, overwrite: bool) -> None:
+    """Refuse early (before any work) to write onto an existing output without ``overwrite``."""
+    if exists(target) and not overwrite:
+        raise DatasetError(f"output {target} already exists", fix="Pass --overwrite to replace it")
