@@ -1,0 +1,151 @@
+"""run_training: Horovod-on-Spark data-parallel Keras training of an ingested dataset.
+
+Runs on: driver. The per-rank loop is :func:`sparkdl_pipe.executor.train_worker.train_rank`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sparkdl_pipe import model_card as mc
+from sparkdl_pipe import storage
+from sparkdl_pipe._env import EXECUTOR_ENV
+from sparkdl_pipe.config import TrainConfig
+from sparkdl_pipe.driver.session import require_slots, task_slots
+from sparkdl_pipe.errors import DatasetError, TrainingError, UserInputError
+from sparkdl_pipe.manifest import load_dataset_info, versions
+from sparkdl_pipe.models.registry import get_builder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced."""
+
+    output: str
+    model_id: str
+    num_proc: int
+    steps_per_epoch: int
+    history: list[dict]
+    val_accuracy: float
+    test_accuracy: float | None
+    weights_digests: list[str]
+    seconds: float
+
+    def summary(self) -> str:
+        test = f"{self.test_accuracy:.4f}" if self.test_accuracy is not None else "n/a"
+        return (f"trained on {self.num_proc} ranks x {self.steps_per_epoch} steps/epoch in {self.seconds:.1f}s: "
+                f"val accuracy {self.val_accuracy:.4f}, test accuracy {test}; model {self.output}")
+
+
+def _threads_per_rank(spark, num_proc: int) -> int:
+    sc = spark.sparkContext
+    if sc.master.startswith("local"):
+        return max(1, task_slots(spark) // num_proc)
+    return max(1, int(sc.getConf().get("spark.task.cpus", "1")))
+
+
+def run_training(spark, cfg: TrainConfig) -> TrainResult:
+    """Train ``cfg.model`` on ``cfg.dataset`` with ``num_proc`` Horovod ranks in Spark executors.
+
+    Runs on: driver.
+
+    >>> res = run_training(spark, TrainConfig("datasets/fmnist", "models/fmnist", model="cnn",
+    ...                                       epochs=5, num_proc=2))  # doctest: +SKIP
+    >>> res.test_accuracy  # doctest: +SKIP
+    0.91
+    """
+    t0 = time.time()
+    info = load_dataset_info(cfg.dataset)
+    builder = get_builder(cfg.model)  # unknown names fail here, before any rank starts
+    labels = info.labels
+    if len(labels) < 2:
+        raise DatasetError(f"dataset {cfg.dataset} has {len(labels)} label(s)", "at least 2 to train a classifier")
+    n_train = info.count("train")
+    if n_train == 0:
+        raise DatasetError(f"dataset {cfg.dataset} has an empty train split")
+    num_proc = cfg.num_proc or task_slots(spark)
+    require_slots(spark, num_proc)
+    if info.row_groups("train") < num_proc:
+        raise DatasetError(f"the train split has {info.row_groups('train')} row groups, fewer than "
+                           f"{num_proc} ranks", fix="Re-ingest with a smaller --row-group-mb or use fewer ranks")
+    steps = cfg.steps_per_epoch or max(1, n_train // (cfg.batch_size * num_proc))
+    out = storage.to_url(cfg.output)
+    if not storage.is_local(out):
+        raise UserInputError("--output", "a local or shared-filesystem path (file://) for the model", out)
+    storage.check_output(out, cfg.overwrite)
+    staging = storage.staging_url(out)
+    stage_dir = storage.local_path(staging)
+    os.makedirs(stage_dir, exist_ok=True)
+    threads = cfg.threads_per_rank or _threads_per_rank(spark, num_proc)
+    spec = info.spec
+    params = {
+        "train_url": info.split_url("train"),
+        "val_url": info.split_url("val") if info.count("val") else None,
+        "test_url": info.split_url("test") if info.count("test") else None,
+        "val_shards": max(1, min(num_proc, info.row_groups("val"))),
+        "test_shards": max(1, min(num_proc, info.row_groups("test"))),
+        "shape": list(spec.shape), "num_classes": len(labels), "model": cfg.model,
+        "epochs": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
+        "warmup_epochs": cfg.warmup_epochs, "steps_per_epoch": steps, "seed": cfg.seed,
+        "threads": threads, "shuffle_buffer": cfg.shuffle_buffer,
+        "checkpoint_dir": os.path.join(stage_dir, "checkpoints"),
+        "model_path": os.path.join(stage_dir, mc.MODEL_FILE),
+    }
+    log.info("training %s (%s) on %d ranks x %d steps/epoch (every rank the same), %d thread(s) each",
+             cfg.model, builder.__name__, num_proc, steps, threads)
+    env = {**os.environ, **EXECUTOR_ENV}
+    import horovod.spark
+
+    from sparkdl_pipe.executor.train_worker import train_rank
+
+    try:
+        try:
+            results = horovod.spark.run(train_rank, args=(params,), num_proc=num_proc, env=env,
+                                        start_timeout=600, verbose=0)
+        except Exception as e:  # noqa: BLE001 - reported as one TrainingError naming the cause
+            raise TrainingError(f"Horovod training failed: {type(e).__name__}: {str(e)[-2000:]}") from e
+        results = sorted(results, key=lambda r: r["rank"])
+        digests = [r["weights_digest"] for r in results]
+        if len(set(digests)) != 1:
+            raise TrainingError(f"ranks ended with different weights: {digests}")
+        r0 = results[0]
+        model_file = os.path.join(stage_dir, mc.MODEL_FILE)
+        model_id = mc.file_sha256(model_file)[:16]
+        hist = r0["history"]
+        val_acc = float(hist[-1]["val_accuracy"]) if hist and params["val_url"] else float("nan")
+        test = r0["test"] if params["test_url"] else None
+        card = {
+            "format": mc.FORMAT, "format_version": mc.FORMAT_VERSION,
+            "name": cfg.model, "model_id": model_id, "model_file": mc.MODEL_FILE,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "input_shape": list(spec.shape), "input_dtype": "uint8", "output": "softmax probabilities",
+            "labels": labels,
+            "preprocess": spec.to_dict(), "preprocess_fingerprint": spec.fingerprint(),
+            "dataset": {"url": info.url, "fingerprint": info.fingerprint,
+                        "counts": {s: info.count(s) for s in storage.SPLITS}},
+            "training": {**cfg.to_dict(), "num_proc": num_proc, "steps_per_epoch": steps,
+                         "threads_per_rank": threads, "effective_learning_rate": cfg.learning_rate * num_proc,
+                         "seconds": time.time() - t0},
+            "history": hist,
+            "final": {"val_accuracy": val_acc, "val_loss": float(hist[-1]["val_loss"]) if hist else None,
+                      "test_accuracy": test["accuracy"] if test else None,
+                      "test_loss": test["loss"] if test else None, "test_rows": test["rows"] if test else 0,
+                      "test_confusion": test["confusion"] if test else None},
+            "weights_digest": digests[0],
+            "versions": versions(),
+        }
+        storage.write_json(storage.join(staging, mc.CARD_FILE), card)
+        storage.publish(staging, out, cfg.overwrite)
+    except BaseException:
+        storage.remove(staging)
+        raise
+    res = TrainResult(out, model_id, num_proc, steps, hist, val_acc,
+                      test["accuracy"] if test else None, digests, time.time() - t0)
+    log.info(res.summary())
+    return res

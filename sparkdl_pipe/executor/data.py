@@ -1,0 +1,94 @@
+"""Reading a Petastorm split into fixed-size numpy batches and ``tf.data``, one shard per rank.
+
+Runs on: executors (Horovod ranks) and the driver (tests, evaluation tools).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+
+from sparkdl_pipe.schema import decode_pixels
+
+
+@contextlib.contextmanager
+def open_reader(url: str, *, shard: int | None = None, shard_count: int | None = None,
+                num_epochs: int | None = 1, seed: int = 0, shuffle: bool = False, workers: int = 2):
+    """A Petastorm batch reader over the ``image`` and ``label`` columns of one split."""
+    from petastorm import make_batch_reader
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reader = make_batch_reader(url, schema_fields=["image", "label"], cur_shard=shard,
+                                   shard_count=shard_count, num_epochs=num_epochs,
+                                   shuffle_row_groups=shuffle, seed=seed, reader_pool_type="thread",
+                                   workers_count=workers)
+    try:
+        yield reader
+    finally:
+        reader.stop()
+        reader.join()
+
+
+def iter_arrays(reader, shape: tuple[int, ...]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(images uint8 (N, *shape), labels int32 (N,)) per row group read."""
+    for batch in reader:
+        yield decode_pixels(batch.image, shape), np.asarray(batch.label, dtype=np.int32)
+
+
+def shuffled_batches(chunks: Iterator[tuple[np.ndarray, np.ndarray]], batch_size: int, buffer: int,
+                     rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Re-chunk row groups into exact ``batch_size`` batches through a shuffle buffer of whole rows."""
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    held = 0
+    for x, y in chunks:
+        xs.append(x)
+        ys.append(y)
+        held += len(y)
+        if held < max(buffer, batch_size):
+            continue
+        X, Y = np.concatenate(xs), np.concatenate(ys)
+        perm = rng.permutation(len(Y))
+        X, Y = X[perm], Y[perm]
+        n_full = (len(Y) - buffer // 2) // batch_size if len(Y) - buffer // 2 >= batch_size else 0
+        for i in range(n_full):
+            yield X[i * batch_size:(i + 1) * batch_size], Y[i * batch_size:(i + 1) * batch_size]
+        rest = n_full * batch_size
+        xs, ys, held = [X[rest:]], [Y[rest:]], len(Y) - rest
+    if held:
+        X, Y = np.concatenate(xs), np.concatenate(ys)
+        perm = rng.permutation(len(Y))
+        X, Y = X[perm], Y[perm]
+        for i in range(0, len(Y) - batch_size + 1, batch_size):
+            yield X[i:i + batch_size], Y[i:i + batch_size]
+
+
+def make_train_dataset(url: str, shape: tuple[int, ...], batch_size: int, *, shard: int, shard_count: int,
+                       seed: int, buffer: int = 4096):
+    """An endless ``tf.data.Dataset`` of (images, labels) batches from this rank's shard.
+
+    The reader loops (``num_epochs=None``), so a rank never runs out of data: the caller fixes the
+    number of steps per epoch, the same on every rank, which is what keeps allreduce from hanging.
+    """
+    import tensorflow as tf
+
+    def gen():
+        rng = np.random.default_rng([seed, shard])
+        # The seed must be the same on every rank: Petastorm uses it to deal row groups to shards.
+        with open_reader(url, shard=shard, shard_count=shard_count, num_epochs=None, seed=seed,
+                         shuffle=True) as reader:
+            yield from shuffled_batches(iter_arrays(reader, shape), batch_size, buffer, rng)
+
+    sig = (tf.TensorSpec((batch_size, *shape), tf.uint8), tf.TensorSpec((batch_size,), tf.int32))
+    return tf.data.Dataset.from_generator(gen, output_signature=sig).prefetch(4)
+
+
+def read_split(url: str, shape: tuple[int, ...], *, shard: int | None = None,
+               shard_count: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Every row of a split (or of one shard of it), once, as (images, labels) chunks."""
+    with open_reader(url, shard=shard, shard_count=shard_count, num_epochs=1) as reader:
+        yield from iter_arrays(reader, shape)

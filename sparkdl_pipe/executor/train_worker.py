@@ -1,0 +1,160 @@
+"""The Horovod worker: the training loop that runs once per rank inside a Spark task.
+
+Runs on: executors, started by ``horovod.spark.run`` from :mod:`sparkdl_pipe.driver.train`.
+Receives one plain dict of parameters (no SparkSession, no objects that need pickling care) and
+returns a plain dict. TensorFlow and Horovod are imported inside :func:`train_rank`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def weights_digest(weights: list[np.ndarray]) -> str:
+    """A hash of a model's weights: equal on every rank when data-parallel training is in sync."""
+    h = hashlib.sha256()
+    for w in weights:
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()[:16]
+
+
+def evaluate_shard(model, url: str, shape: tuple[int, ...], shard: int | None, shard_count: int | None,
+                   num_classes: int) -> np.ndarray:
+    """[loss sum, correct, rows] and a flattened confusion matrix over this rank's shard of a split."""
+    from sparkdl_pipe.executor.data import read_split
+
+    totals = np.zeros(3 + num_classes * num_classes, dtype=np.float64)
+    for x, y in read_split(url, shape, shard=shard, shard_count=shard_count):
+        p = np.asarray(model(x, training=False))
+        pred = p.argmax(axis=1)
+        totals[0] += float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1.0)).sum())
+        totals[1] += float((pred == y).sum())
+        totals[2] += len(y)
+        np.add.at(totals[3:], y * num_classes + pred, 1)
+    return totals
+
+
+def train_rank(p: dict) -> dict:
+    """Train on this rank's shard; rank 0 checkpoints every epoch and saves the final model.
+
+    Every rank runs exactly ``p["steps_per_epoch"]`` steps per epoch from a looping reader, so no
+    rank can run out of data and leave the others waiting in allreduce.
+    """
+    import sparkdl_pipe  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import tensorflow as tf
+
+    threads = int(p["threads"])
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(max(1, threads))
+    import horovod.tensorflow as hvd_tf
+    import horovod.tensorflow.keras as hvd
+    import tf_keras as keras
+
+    from sparkdl_pipe.executor.data import make_train_dataset
+    from sparkdl_pipe.models.registry import get_builder
+
+    hvd.init()
+    rank, size = hvd.rank(), hvd.size()
+    t_start = time.time()
+    seed = int(p["seed"])
+    keras.utils.set_random_seed(seed + rank)
+    shape = tuple(p["shape"])
+    n_cls = int(p["num_classes"])
+    steps = int(p["steps_per_epoch"])
+    bs = int(p["batch_size"])
+    if rank == 0:
+        print(f"[rank 0] {size} ranks x {steps} steps/epoch x batch {bs} (equal on every rank), "
+              f"{threads} thread(s) per rank", flush=True)
+
+    model = get_builder(p["model"])(shape, n_cls)
+    base_lr = float(p["learning_rate"])
+    opt = keras.optimizers.Adam(learning_rate=base_lr * size)
+    opt = hvd.DistributedOptimizer(opt)
+    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    ds = make_train_dataset(p["train_url"], shape, bs, shard=rank, shard_count=size, seed=seed,
+                            buffer=int(p["shuffle_buffer"]))
+
+    def allreduce_sum(arr: np.ndarray) -> np.ndarray:
+        return np.asarray(hvd_tf.allreduce(tf.constant(arr, dtype=tf.float64), op=hvd_tf.Sum,
+                                           name=None))
+
+    val_shards = int(p["val_shards"])
+
+    def eval_split(url: str | None, shards: int) -> dict:
+        local = np.zeros(3 + n_cls * n_cls)
+        if url and rank < shards:
+            local = evaluate_shard(model, url, shape, rank if shards > 1 else None,
+                                   shards if shards > 1 else None, n_cls)
+        tot = allreduce_sum(local)
+        n = max(tot[2], 1.0)
+        return {"loss": tot[0] / n, "accuracy": tot[1] / n, "rows": int(tot[2]),
+                "confusion": tot[3:].reshape(n_cls, n_cls).astype(int).tolist()}
+
+    class WarmupAndAverage(keras.callbacks.Callback):
+        """LR warm-up from base to base*size (Goyal et al.), metric averaging and validation."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.history: list[dict] = []
+            self.t0 = time.time()
+
+        def on_train_batch_begin(self, batch, logs=None):
+            warm = int(p["warmup_epochs"]) * steps
+            done = self.epoch * steps + batch + 1
+            if warm and done <= warm and size > 1:
+                lr = base_lr * (1 + (size - 1) * done / warm)
+                self.model.optimizer.learning_rate.assign(lr)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            self.t0 = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs if logs is not None else {}
+            keys = sorted(k for k in ("loss", "accuracy") if k in logs)
+            avg = allreduce_sum(np.array([logs[k] for k in keys], dtype=np.float64)) / size
+            for k, v in zip(keys, avg):
+                logs[k] = float(v)
+            secs = time.time() - self.t0
+            val = eval_split(p.get("val_url"), val_shards)
+            logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
+            rec = {"epoch": epoch + 1, **{k: float(logs[k]) for k in (*keys, "val_loss", "val_accuracy")},
+                   "samples_per_s": steps * bs * size / max(secs, 1e-9), "seconds": secs,
+                   "learning_rate": float(keras.backend.get_value(self.model.optimizer.learning_rate))}
+            self.history.append(rec)
+            if rank == 0:
+                left = (int(p["epochs"]) - epoch - 1) * secs
+                print(f"[rank 0] epoch {epoch + 1}/{p['epochs']} loss {rec['loss']:.4f} acc "
+                      f"{rec['accuracy']:.4f} val_loss {rec['val_loss']:.4f} val_acc {rec['val_accuracy']:.4f} "
+                      f"{rec['samples_per_s']:.0f} samples/s, ~{left:.0f}s left", flush=True)
+                ck = p.get("checkpoint_dir")
+                if ck:
+                    os.makedirs(ck, exist_ok=True)
+                    self.model.save_weights(os.path.join(ck, f"epoch-{epoch + 1:03d}.weights.h5"))
+                    with open(os.path.join(ck, "last.json"), "w") as f:
+                        json.dump({"epoch": epoch + 1, "metrics": rec}, f)
+
+    cb = WarmupAndAverage()
+    callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0), cb]
+    model.fit(ds, epochs=int(p["epochs"]), steps_per_epoch=steps, callbacks=callbacks, verbose=0)
+
+    test = eval_split(p.get("test_url"), int(p["test_shards"]))
+    digest = weights_digest(model.get_weights())
+    if rank == 0 and p.get("model_path"):
+        # Save an uncompiled copy: the Horovod-wrapped optimizer is not part of the served model.
+        clean = keras.models.clone_model(model)
+        clean.set_weights(model.get_weights())
+        clean.save(p["model_path"])
+    return {"rank": rank, "size": size, "history": cb.history, "test": test,
+            "weights_digest": digest, "steps_per_epoch": steps, "seconds": time.time() - t_start}

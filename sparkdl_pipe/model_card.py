@@ -1,0 +1,70 @@
+"""Model cards: the JSON beside every trained model (what it was trained on, how to feed it).
+
+Runs on: driver (executors get the plain values they need).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from sparkdl_pipe import storage
+from sparkdl_pipe.errors import DatasetError
+from sparkdl_pipe.preprocess.spec import ImageSpec, spec_from_dict
+
+CARD_FILE = "model_card.json"
+MODEL_FILE = "model.keras"
+FORMAT = "sparkdl_pipe.model"
+FORMAT_VERSION = 1
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A loaded model card plus where its model file is."""
+
+    url: str
+    card: dict[str, Any]
+
+    @property
+    def model_path(self) -> str:
+        return storage.local_path(storage.join(self.url, self.card["model_file"]))
+
+    @property
+    def model_id(self) -> str:
+        return str(self.card["model_id"])
+
+    @property
+    def name(self) -> str:
+        return str(self.card["name"])
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.card["labels"])
+
+    @property
+    def spec(self) -> ImageSpec:
+        return spec_from_dict(self.card["preprocess"])
+
+
+def load_model_info(url: str) -> ModelInfo:
+    """Read a model directory's card; a clear error when it is not a sparkdl_pipe model."""
+    u = storage.to_url(url)
+    card_url = storage.join(u, CARD_FILE)
+    if not storage.exists(u):
+        raise DatasetError(f"model {url} does not exist", fix="Train one with 'sparkdl-pipe train'")
+    if not storage.exists(card_url):
+        raise DatasetError(f"{url} is not a sparkdl_pipe model directory (no {CARD_FILE})",
+                           fix="Point --model at the output of 'sparkdl-pipe train'")
+    card = storage.read_json(card_url)
+    if card.get("format") != FORMAT:
+        raise DatasetError("model card format", FORMAT, card.get("format"))
+    return ModelInfo(u, card)
