@@ -1,0 +1,212 @@
+"""The ``sparkdl-pipe`` command: argparse subcommands over the driver functions.
+
+Maps this package's errors to one line on stderr and their exit status (2 for user mistakes);
+only here are errors caught broadly. Runs on: driver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import textwrap
+
+from sparkdl_pipe.errors import SparkdlPipeError, UserInputError
+
+log = logging.getLogger("sparkdl_pipe")
+
+EPILOG_INGEST = """\
+examples:
+  sparkdl-pipe ingest-images --input photos/ --output datasets/photos --image-size 64 --channels 3
+  sparkdl-pipe ingest-images --input files.csv --path-col file --label-col class --output datasets/x
+
+input: a folder laid out as <label>/<image> (optionally under train/, val/, test/ top folders, whose
+split is kept) or a manifest (.csv/.tsv/.parquet) with a path and a label column (and optionally a
+split column). Output: <output>/{train,val,test} Petastorm datasets, <output>/rejects (Parquet:
+path, reason, message) and <output>/_sparkdl_manifest.json."""
+
+EPILOG_TRAIN = """\
+examples:
+  sparkdl-pipe train --dataset datasets/photos --output models/photos --model cnn --epochs 5 --num-proc 2
+  sparkdl-pipe train --dataset datasets/photos --output models/mine --model mypkg.models:build_resnet
+
+Models: mlp, cnn, or a function 'module:function' taking (input_shape, num_classes) and returning a
+tf_keras model that outputs softmax probabilities. --batch-size is per rank. Output: <output>/model.keras,
+<output>/model_card.json, <output>/checkpoints/."""
+
+EPILOG_SCORE = """\
+examples:
+  sparkdl-pipe score --model models/photos --input new_photos/ --output scores/photos
+  sparkdl-pipe score --model models/photos --input datasets/photos/test --output scores/test
+
+input: a folder of images, a manifest (.csv/.parquet with a path column) or a split of an ingested
+dataset. Output: <output>/predictions (path, prediction, label_name, probability, true_label,
+model_name, model_id), <output>/rejects and <output>/_sparkdl_score.json."""
+
+EPILOG_DEMO = """\
+example:
+  sparkdl-pipe demo --workdir /tmp/sparkdl-demo
+
+Writes Fashion-MNIST (Debian package dataset-fashion-mnist) as 70,000 PNG files, ingests them, trains
+a CNN with Horovod on 2 ranks and scores the raw test images. Falls back to scikit-learn's digits."""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("spark")
+    g.add_argument("--master", help="Spark master URL (default: local[*], or what spark-submit set)")
+    g.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra Spark setting, repeatable (e.g. --conf spark.driver.memory=8g)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="sparkdl-pipe", formatter_class=fmt,
+        description="Deep learning at data-lake scale on Spark: ingest raw images to Petastorm, train Keras "
+                    "models with Horovod in Spark executors, score with a vectorized Spark UDF.",
+        epilog=textwrap.dedent("""\
+            example, from raw files to a scored table:
+              sparkdl-pipe ingest-images --input photos/ --output ds/ --image-size 64 --channels 3
+              sparkdl-pipe train --dataset ds/ --output model/ --model cnn --num-proc 2
+              sparkdl-pipe score --model model/ --input new_photos/ --output scores/
+
+            run 'sparkdl-pipe COMMAND --help' for each command's options."""))
+    from sparkdl_pipe import __version__
+
+    parser.add_argument("--version", action="version", version=f"sparkdl-pipe {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("ingest-images", help="raw image files -> Petastorm train/val/test + rejects",
+                       epilog=EPILOG_INGEST, formatter_class=fmt)
+    p.add_argument("--input", required=True, help="image folder or manifest file (path or URL)")
+    p.add_argument("--output", required=True, help="dataset directory to create (path or URL)")
+    p.add_argument("--image-size", type=int, nargs="+", default=[28], metavar="N",
+                   help="output size: N (square) or HEIGHT WIDTH (default 28)")
+    p.add_argument("--channels", type=int, default=1, choices=[1, 3], help="1 grayscale or 3 RGB (default 1)")
+    p.add_argument("--max-pixels", type=int, default=64_000_000,
+                   help="reject images with more pixels than this (decompression bombs)")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--test-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=42, help="split seed (hash of relative path + seed)")
+    p.add_argument("--path-col", default="path", help="manifest: path column")
+    p.add_argument("--label-col", default="label", help="manifest: label column")
+    p.add_argument("--split-col", default="split", help="manifest: optional split column")
+    p.add_argument("--row-group-mb", type=float, default=1.0, help="Parquet row group size (default 1 MB)")
+    _common(p)
+
+    p = sub.add_parser("train", help="Horovod-on-Spark Keras training of an ingested dataset",
+                       epilog=EPILOG_TRAIN, formatter_class=fmt)
+    p.add_argument("--dataset", required=True, help="output of ingest-images")
+    p.add_argument("--output", required=True, help="model directory to create")
+    p.add_argument("--model", default="cnn", help="mlp, cnn or module:function (default cnn)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64, help="per rank (default 64)")
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="per rank; scaled by --num-proc")
+    p.add_argument("--warmup-epochs", type=int, default=1)
+    p.add_argument("--num-proc", type=int, default=None, help="Horovod ranks (default: Spark task slots)")
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="default: train rows / (batch size x ranks), the same on every rank")
+    p.add_argument("--threads-per-rank", type=int, default=None)
+    p.add_argument("--seed", type=int, default=42)
+    _common(p)
+
+    p = sub.add_parser("score", help="batch scoring with a trained model (vectorized Spark UDF)",
+                       epilog=EPILOG_SCORE, formatter_class=fmt)
+    p.add_argument("--model", required=True, help="output of train")
+    p.add_argument("--input", required=True, help="image folder, manifest, or dataset split")
+    p.add_argument("--output", required=True, help="directory to create")
+    p.add_argument("--input-format", default="auto", choices=["auto", "folder", "manifest", "petastorm"])
+    p.add_argument("--path-col", default="path", help="manifest: path column")
+    p.add_argument("--batch-size", type=int, default=1024, help="rows per Arrow batch and model call")
+    _common(p)
+
+    p = sub.add_parser("demo", help="Fashion-MNIST from raw PNG files to a scored table",
+                       epilog=EPILOG_DEMO, formatter_class=fmt)
+    p.add_argument("--workdir", default="sparkdl-demo", help="where data, model and scores go")
+    p.add_argument("--dataset", default="auto", choices=["auto", "fashion-mnist", "digits"])
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--num-proc", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=64)
+    _common(p)
+    return parser
+
+
+def _spark(args):
+    from sparkdl_pipe.driver.session import make_spark_session
+
+    conf = {}
+    for kv in args.conf:
+        if "=" not in kv:
+            raise UserInputError("--conf", "KEY=VALUE", kv)
+        k, v = kv.split("=", 1)
+        conf[k] = v
+    return make_spark_session(args.master, app_name=f"sparkdl_pipe {args.command}", conf=conf)
+
+
+def _run(args) -> int:
+    from sparkdl_pipe.config import IngestImagesConfig, ScoreConfig, SplitConfig, TrainConfig
+    from sparkdl_pipe.preprocess.spec import ImageSpec
+
+    if args.command == "ingest-images":
+        size = args.image_size
+        if len(size) not in (1, 2):
+            raise UserInputError("--image-size", "N or HEIGHT WIDTH", " ".join(map(str, size)))
+        h, w = (size[0], size[0]) if len(size) == 1 else size
+        cfg = IngestImagesConfig(
+            input=args.input, output=args.output,
+            image=ImageSpec(h, w, args.channels, max_pixels=args.max_pixels),
+            split=SplitConfig(args.val_fraction, args.test_fraction, args.seed),
+            manifest_path_col=args.path_col, manifest_label_col=args.label_col,
+            manifest_split_col=args.split_col, row_group_mb=args.row_group_mb, overwrite=args.overwrite)
+        from sparkdl_pipe.driver.ingest import run_ingest_images
+
+        print(run_ingest_images(_spark(args), cfg).summary())
+    elif args.command == "train":
+        tcfg = TrainConfig(dataset=args.dataset, output=args.output, model=args.model, epochs=args.epochs,
+                           batch_size=args.batch_size, learning_rate=args.learning_rate,
+                           warmup_epochs=args.warmup_epochs, num_proc=args.num_proc,
+                           steps_per_epoch=args.steps_per_epoch, threads_per_rank=args.threads_per_rank,
+                           seed=args.seed, overwrite=args.overwrite)
+        from sparkdl_pipe.driver.train import run_training
+
+        print(run_training(_spark(args), tcfg).summary())
+    elif args.command == "score":
+        scfg = ScoreConfig(model=args.model, input=args.input, output=args.output, batch_size=args.batch_size,
+                           input_format=args.input_format, manifest_path_col=args.path_col,
+                           overwrite=args.overwrite)
+        from sparkdl_pipe.driver.score import run_scoring
+
+        print(run_scoring(_spark(args), scfg).summary())
+    elif args.command == "demo":
+        from sparkdl_pipe.driver.demo import run_demo
+
+        rep = run_demo(_spark(args), args.workdir, epochs=args.epochs, num_proc=args.num_proc,
+                       batch_size=args.batch_size, dataset=args.dataset)
+        print(rep.render())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sparkdl-pipe`` console script and of the ``jobs/`` files."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("py4j", "petastorm", "horovod"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return _run(args)
+    except SparkdlPipeError as e:
+        print(f"sparkdl-pipe {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"sparkdl-pipe {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

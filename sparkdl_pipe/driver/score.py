@@ -1,0 +1,182 @@
+"""run_scoring: score raw images (folder or manifest) or an ingested split with a trained model.
+
+Runs on: driver. The per-batch work is :func:`sparkdl_pipe.executor.score.score_batches`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+
+from sparkdl_pipe import storage
+from sparkdl_pipe.config import ScoreConfig
+from sparkdl_pipe.errors import DatasetError, UserInputError
+from sparkdl_pipe.executor.ingest import label_from_rel_path, path_of
+from sparkdl_pipe.executor.score import SCORED_DDL, score_batches
+from sparkdl_pipe.manifest import load_dataset_info
+from sparkdl_pipe.model_card import load_model_info
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "_sparkdl_score.json"
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What a scoring job wrote. ``input_rows == scored + rejected``."""
+
+    output: str
+    input_rows: int
+    scored: int
+    rejected: int
+    rejects_by_reason: dict[str, int]
+    labelled_rows: int
+    accuracy: float | None
+    model_id: str
+    seconds: float
+
+    def summary(self) -> str:
+        acc = f", accuracy {self.accuracy:.4f} on {self.labelled_rows} labelled rows" if self.accuracy is not None else ""
+        return (f"scored {self.input_rows} rows in {self.seconds:.1f}s: {self.scored} predictions + "
+                f"{self.rejected} rejects{acc}; output {self.output}")
+
+
+def _detect_format(url: str, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    if storage.exists(storage.join(url, "_common_metadata")) and not storage.exists(
+            storage.join(url, storage.MANIFEST_FILE)):
+        return "petastorm"
+    if url.lower().endswith((".csv", ".tsv", ".parquet", ".pq")):
+        return "manifest"
+    return "folder"
+
+
+def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
+    """Score ``cfg.input`` with the model in ``cfg.model``; write predictions and rejects to ``cfg.output``.
+
+    Runs on: driver. Preprocessing is the function ingest used, with the spec from the model card.
+
+    >>> res = run_scoring(spark, ScoreConfig("models/fmnist", "new_images/", "scores/"))  # doctest: +SKIP
+    >>> res.input_rows == res.scored + res.rejected  # doctest: +SKIP
+    True
+    """
+    from pyspark.sql import functions as F
+
+    t0 = time.time()
+    model = load_model_info(cfg.model)
+    inp, out = storage.to_url(cfg.input), storage.to_url(cfg.output)
+    if not storage.exists(inp):
+        raise DatasetError(f"input {cfg.input} does not exist")
+    storage.check_output(out, cfg.overwrite)
+    fmt = _detect_format(inp, cfg.input_format)
+    spec = model.spec
+    labels = model.labels
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.batch_size))
+    if fmt == "petastorm":
+        ds_url = inp.rsplit("/", 1)[0]
+        try:
+            info = load_dataset_info(ds_url)
+        except DatasetError as e:
+            raise DatasetError(f"{cfg.input} is not a split of a sparkdl_pipe dataset", fix=str(e)) from e
+        if info.spec.fingerprint() != spec.fingerprint():
+            raise DatasetError("the data's preprocessing does not match the model's",
+                               f"{spec.to_dict()} (model card)", info.spec.to_dict(),
+                               "Re-ingest the data with the model's image size and channels, or score raw files")
+        src = spark.read.parquet(storage.spark_path(inp)).select(
+            "path", "image", F.col("label_name").alias("true_label"))
+        source = "pixels"
+    elif fmt == "manifest":
+        lower = inp.lower()
+        if lower.endswith((".parquet", ".pq")):
+            df = spark.read.parquet(storage.spark_path(inp))
+        else:
+            df = spark.read.option("header", "true").option("multiLine", "true").option("escape", '"') \
+                .option("sep", "\t" if lower.endswith(".tsv") else ",").csv(storage.spark_path(inp))
+        if cfg.manifest_path_col not in df.columns:
+            raise UserInputError(f"manifest {cfg.input} has no column {cfg.manifest_path_col!r}",
+                                 f"one of {df.columns}", None, "Name it with --path-col")
+        base = inp.rsplit("/", 1)[0]
+        p = F.col(cfg.manifest_path_col).cast("string")
+        resolved = F.when(p.rlike(r"^([a-zA-Z][a-zA-Z0-9+.-]*:|/)"), p).otherwise(F.concat(F.lit(base + "/"), p))
+        true = F.col("label").cast("string") if "label" in df.columns else F.lit(None).cast("string")
+        n = df.count()
+        src = df.select(resolved.alias("path"), true.alias("true_label")) \
+            .repartition(max(spark.sparkContext.defaultParallelism * 2, math.ceil(n / 5000)))
+        source = "path"
+    elif fmt == "folder":
+        spark.conf.set("spark.sql.files.openCostInBytes", str(64 * 1024))
+        spark.conf.set("spark.sql.files.maxPartitionBytes", str(16 * 2**20))
+        root = path_of(inp).rstrip("/") + "/"
+        known = set(labels)
+
+        def true_label(p: str) -> str | None:
+            fp = path_of(p)
+            lab, _ = label_from_rel_path(fp[len(root):] if fp.startswith(root) else fp)
+            return lab if lab in known else None
+
+        tl = F.udf(true_label, "string")
+        src = spark.read.format("binaryFile").option("recursiveFileLookup", "true") \
+            .load(storage.spark_path(inp)).select("path", "content", tl("path").alias("true_label"))
+        source = "content"
+    else:
+        raise UserInputError("--input-format", "auto, folder, manifest or petastorm", fmt)
+
+    threads = None
+    if spark.sparkContext.master.startswith("local"):
+        threads = 1  # one task per core: one TensorFlow thread per Python worker
+    fn = partial(score_batches, model_path=model.model_path, model_id=model.model_id, model_name=model.name,
+                 spec_dict=spec.to_dict(), labels=labels, batch_size=cfg.batch_size, source=source,
+                 threads=threads)
+    from pyspark import StorageLevel
+
+    scored = src.mapInPandas(fn, SCORED_DDL).persist(StorageLevel.MEMORY_AND_DISK)
+    staging = storage.staging_url(out)
+    try:
+        stats = scored.groupBy("reason").agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum(F.when(F.col("true_label").isNotNull(), 1).otherwise(0)).alias("labelled"),
+            F.sum(F.when(F.col("true_label") == F.col("label_name"), 1).otherwise(0)).alias("correct"),
+        ).collect()
+        total = sum(r["n"] for r in stats)
+        ok = [r for r in stats if r["reason"] is None]
+        n_ok = ok[0]["n"] if ok else 0
+        labelled = ok[0]["labelled"] if ok else 0
+        correct = ok[0]["correct"] if ok else 0
+        rejects_by_reason = {r["reason"]: r["n"] for r in stats if r["reason"] is not None}
+        n_rej = sum(rejects_by_reason.values())
+        parts = max(1, math.ceil(n_ok / 500_000))
+        scored.filter(F.col("reason").isNull()) \
+            .select("path", "prediction", "label_name", "probability", "true_label", "model_name", "model_id") \
+            .coalesce(parts).write.mode("overwrite").parquet(storage.spark_path(storage.join(staging, "predictions")))
+        scored.filter(F.col("reason").isNotNull()) \
+            .select("path", "reason", "message", F.lit("score").alias("stage")) \
+            .coalesce(1).write.mode("overwrite").parquet(storage.spark_path(storage.join(staging, "rejects")))
+        acc = correct / labelled if labelled else None
+        storage.write_json(storage.join(staging, SUMMARY_FILE), {
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "input": inp, "input_format": fmt, "model": model.url, "model_name": model.name,
+            "model_id": model.model_id, "input_rows": total, "scored": n_ok, "rejected": n_rej,
+            "rejects_by_reason": rejects_by_reason, "labelled_rows": labelled, "accuracy": acc,
+            "batch_size": cfg.batch_size, "seconds": time.time() - t0,
+        })
+        storage.publish(staging, out, cfg.overwrite)
+    except BaseException:
+        if storage.exists(staging):
+            storage.remove(staging)
+        raise
+    finally:
+        scored.unpersist()
+    if n_ok + n_rej != total:
+        raise AssertionError(f"scoring lost rows: {total} in, {n_ok} scored + {n_rej} rejected")
+    res = ScoreResult(out, total, n_ok, n_rej, rejects_by_reason, labelled, acc, model.model_id,
+                      time.time() - t0)
+    log.info(res.summary())
+    return res
+
+
+__all__ = ["ScoreResult", "run_scoring"]

@@ -1,0 +1,124 @@
+"""The scoring batch function (run by ``mapInPandas``) and its per-Python-worker model cache.
+
+The model is loaded at most once per Python worker (Spark reuses workers across tasks) and never
+pickled from the driver: tasks receive only the model file's path and id.
+
+Runs on: executors.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+from sparkdl_pipe.preprocess.image import decode_image
+from sparkdl_pipe.preprocess.spec import ImageSpec
+from sparkdl_pipe.schema import decode_pixels
+
+#: Spark DDL of what :func:`score_batches` yields.
+SCORED_DDL = ("path string, true_label string, prediction int, label_name string, probability double, "
+              "model_name string, model_id string, reason string, message string")
+
+
+class ModelCache:
+    """Holds the one model this Python worker is scoring with, keyed by (path, model id)."""
+
+    def __init__(self) -> None:
+        self._key: tuple[str, str] | None = None
+        self._model = None
+        self._lock = threading.Lock()
+        self.loads = 0
+
+    def get(self, path: str, model_id: str, threads: int | None = None):
+        with self._lock:
+            if self._key != (path, model_id):
+                import sparkdl_pipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+                import tensorflow as tf
+
+                if threads:
+                    try:
+                        tf.config.threading.set_intra_op_parallelism_threads(threads)
+                        tf.config.threading.set_inter_op_parallelism_threads(1)
+                    except RuntimeError:
+                        pass  # already initialised in this worker; keep its settings
+                import tf_keras as keras
+
+                # safe_mode: a model file cannot run arbitrary code when loaded.
+                self._model = keras.models.load_model(path, compile=False, safe_mode=True)
+                self._key = (path, model_id)
+                self.loads += 1
+            return self._model
+
+
+MODEL_CACHE = ModelCache()
+
+
+def predict_arrays(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Class probabilities for (N, H, W, C) uint8 inputs, ``batch_size`` rows per model call."""
+    if len(x) == 0:
+        return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
+    outs = [np.asarray(model(x[i:i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    return np.concatenate(outs)
+
+
+def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: str, model_name: str,
+                  spec_dict: dict, labels: list[str], batch_size: int, source: str,
+                  threads: int | None = None) -> Iterator[pd.DataFrame]:
+    """Score a partition. ``source`` says what the input holds:
+
+    ``content`` (raw file bytes, from binaryFile), ``path`` (read the file here, for manifests) or
+    ``pixels`` (a Petastorm split's stored pixels). One output row per input row; rows that cannot
+    be decoded carry ``reason``/``message`` and no prediction.
+    """
+    from sparkdl_pipe.executor.ingest import MISSING_FILE, read_bytes
+
+    spec = ImageSpec.from_dict(spec_dict)
+    model = MODEL_CACHE.get(model_path, model_id, threads)
+    names = np.asarray(labels, dtype=object)
+    for pdf in batches:
+        n = len(pdf)
+        reason: list[str | None] = [None] * n
+        message: list[str | None] = [None] * n
+        if source == "pixels":
+            x = decode_pixels(list(pdf["image"]), spec.shape)
+            ok = np.ones(n, dtype=bool)
+        else:
+            arrays, ok_list = [], []
+            blobs = pdf["content"] if source == "content" else pdf["path"]
+            for i, blob in enumerate(blobs):
+                if source == "path":
+                    blob, err = read_bytes(blob)
+                    if err is not None:
+                        reason[i], message[i] = MISSING_FILE, err
+                        ok_list.append(False)
+                        continue
+                res = decode_image(blob, spec)
+                if res.ok:
+                    arrays.append(res.array)
+                    ok_list.append(True)
+                else:
+                    reason[i], message[i] = res.reason, res.message
+                    ok_list.append(False)
+            ok = np.asarray(ok_list, dtype=bool)
+            x = np.stack(arrays) if arrays else np.zeros((0, *spec.shape), dtype=np.uint8)
+        probs = predict_arrays(model, x, batch_size)
+        pred = np.full(n, -1, dtype=np.int64)
+        prob = np.full(n, np.nan)
+        if len(probs):
+            pred[ok] = probs.argmax(axis=1)
+            prob[ok] = probs.max(axis=1)
+        label_name = np.where(pred >= 0, names[np.clip(pred, 0, len(names) - 1)], None)
+        yield pd.DataFrame({
+            "path": pdf["path"].astype(str).values,
+            "true_label": pdf["true_label"].values if "true_label" in pdf else [None] * n,
+            "prediction": pd.Series(np.where(ok, pred, 0), dtype="Int32").mask(~ok).values,
+            "label_name": label_name,
+            "probability": prob,
+            "model_name": model_name,
+            "model_id": model_id,
+            "reason": reason,
+            "message": message,
+        })
