@@ -195,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    logging.basicConfig(level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("py4j", "petastorm", "horovod"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Our own loggers at the asked level; the libraries' (py4j's connection chatter) at WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("sparkdl_pipe").setLevel(getattr(logging, args.log_level))
     try:
         return _run(args)
     except SparkdlPipeError as e:

@@ -64,7 +64,7 @@ def write_png_folders(data: dict[str, tuple[np.ndarray, np.ndarray]], class_name
     """Write images as ``root/<split>/<class>/<split>-<index>.png``; skip if already complete."""
     from PIL import Image
 
-    marker = os.path.join(root, ".complete")
+    marker = root.rstrip("/") + ".complete"  # beside the folder, not in it
     total = sum(len(y) for _, y in data.values())
     if os.path.exists(marker):
         return total

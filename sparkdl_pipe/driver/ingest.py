@@ -16,8 +16,10 @@ from functools import partial
 from sparkdl_pipe import manifest as mf
 from sparkdl_pipe import storage
 from sparkdl_pipe.config import IngestImagesConfig
+from sparkdl_pipe.driver.files import read_binary_files
 from sparkdl_pipe.errors import DatasetError, UserInputError
 from sparkdl_pipe.executor.ingest import DECODED_DDL, decode_images, path_of
+from sparkdl_pipe.preprocess.image import EMPTY_FILE
 from sparkdl_pipe.schema import image_unischema, schema_json
 
 log = logging.getLogger(__name__)
@@ -46,28 +48,6 @@ class IngestResult:
         return (f"ingested {self.input_records} records in {self.seconds:.1f}s -> {parts}; "
                 f"rejected {self.rejected} ({reasons}); skipped hidden files {self.skipped_hidden}; "
                 f"{len(self.labels)} labels; output {self.output}")
-
-
-def _hidden_files(root: str) -> list[str]:
-    """Files Spark's file listing never shows (a path component starting with '.' or '_')."""
-    out: list[str] = []
-    if storage.is_local(root):
-        base = storage.local_path(root)
-        for dirpath, dirnames, filenames in os.walk(base):
-            hidden_dir = any(p.startswith((".", "_")) for p in os.path.relpath(dirpath, base).split(os.sep)
-                             if p != ".")
-            for f in filenames:
-                if hidden_dir or f.startswith((".", "_")):
-                    out.append(os.path.join(dirpath, f))
-        return out
-    from pyarrow import fs as pafs
-
-    fs, p = storage._fs(root)
-    for info in fs.get_file_info(pafs.FileSelector(p, recursive=True)):
-        rel = info.path[len(p):].strip("/")
-        if info.type == pafs.FileType.File and any(c.startswith((".", "_")) for c in rel.split("/")):
-            out.append(info.path)
-    return out
 
 
 def _read_manifest(spark, url: str, cfg: IngestImagesConfig):
@@ -157,20 +137,22 @@ def run_ingest_images(spark, cfg: IngestImagesConfig) -> IngestResult:
         storage.is_local(inp) and os.path.isdir(storage.local_path(inp)))
     spec = cfg.image
     hidden: list[str] = []
+    empty: list[str] = []
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "512")
     if is_manifest:
         src = _read_manifest(spark, inp, cfg)
         n_in = src.count()
         src = src.repartition(max(spark.sparkContext.defaultParallelism * 2, math.ceil(n_in / 2000)))
     else:
-        hidden = _hidden_files(inp)
-        spark.conf.set("spark.sql.files.openCostInBytes", str(64 * 1024))
-        spark.conf.set("spark.sql.files.maxPartitionBytes", str(16 * 2**20))
-        src = spark.read.format("binaryFile").option("recursiveFileLookup", "true") \
-            .load(storage.spark_path(inp)).select("path", "content")
+        src, hidden, empty = read_binary_files(spark, inp)
     fn = partial(decode_images, spec_dict=spec.to_dict(), seed=cfg.split.seed,
                  root=None if is_manifest else inp, from_manifest=is_manifest)
-    decoded = src.mapInPandas(fn, DECODED_DDL).persist(StorageLevel.MEMORY_AND_DISK)
+    decoded = src.mapInPandas(fn, DECODED_DDL)
+    if empty:
+        empty_df = spark.createDataFrame([(p, "", None, None, 0.0, 0, None, EMPTY_FILE, "file is empty (0 bytes)")
+                                          for p in empty], DECODED_DDL)
+        decoded = decoded.unionByName(empty_df)
+    decoded = decoded.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         stats = decoded.groupBy(F.col("reason"), F.col("label_name"), F.col("split_hint")).count().collect()
         total = sum(r["count"] for r in stats)

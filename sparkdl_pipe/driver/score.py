@@ -14,11 +14,13 @@ from functools import partial
 
 from sparkdl_pipe import storage
 from sparkdl_pipe.config import ScoreConfig
+from sparkdl_pipe.driver.files import read_binary_files
 from sparkdl_pipe.errors import DatasetError, UserInputError
 from sparkdl_pipe.executor.ingest import label_from_rel_path, path_of
 from sparkdl_pipe.executor.score import SCORED_DDL, score_batches
 from sparkdl_pipe.manifest import load_dataset_info
 from sparkdl_pipe.model_card import load_model_info
+from sparkdl_pipe.preprocess.image import EMPTY_FILE
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +38,14 @@ class ScoreResult:
     rejects_by_reason: dict[str, int]
     labelled_rows: int
     accuracy: float | None
+    skipped_hidden: int
     model_id: str
     seconds: float
 
     def summary(self) -> str:
         acc = f", accuracy {self.accuracy:.4f} on {self.labelled_rows} labelled rows" if self.accuracy is not None else ""
         return (f"scored {self.input_rows} rows in {self.seconds:.1f}s: {self.scored} predictions + "
-                f"{self.rejected} rejects{acc}; output {self.output}")
+                f"{self.rejected} rejects{acc}; skipped hidden files {self.skipped_hidden}; output {self.output}")
 
 
 def _detect_format(url: str, fmt: str) -> str:
@@ -76,6 +79,8 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
     fmt = _detect_format(inp, cfg.input_format)
     spec = model.spec
     labels = model.labels
+    hidden: list[str] = []
+    empty: list[str] = []
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.batch_size))
     if fmt == "petastorm":
         ds_url = inp.rsplit("/", 1)[0]
@@ -109,8 +114,7 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
             .repartition(max(spark.sparkContext.defaultParallelism * 2, math.ceil(n / 5000)))
         source = "path"
     elif fmt == "folder":
-        spark.conf.set("spark.sql.files.openCostInBytes", str(64 * 1024))
-        spark.conf.set("spark.sql.files.maxPartitionBytes", str(16 * 2**20))
+        files, hidden, empty = read_binary_files(spark, inp)
         root = path_of(inp).rstrip("/") + "/"
         known = set(labels)
 
@@ -120,8 +124,7 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
             return lab if lab in known else None
 
         tl = F.udf(true_label, "string")
-        src = spark.read.format("binaryFile").option("recursiveFileLookup", "true") \
-            .load(storage.spark_path(inp)).select("path", "content", tl("path").alias("true_label"))
+        src = files.select("path", "content", tl("path").alias("true_label"))
         source = "content"
     else:
         raise UserInputError("--input-format", "auto, folder, manifest or petastorm", fmt)
@@ -134,7 +137,12 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
                  threads=threads)
     from pyspark import StorageLevel
 
-    scored = src.mapInPandas(fn, SCORED_DDL).persist(StorageLevel.MEMORY_AND_DISK)
+    scored = src.mapInPandas(fn, SCORED_DDL)
+    if empty:
+        scored = scored.unionByName(spark.createDataFrame(
+            [(p, None, None, None, None, model.name, model.model_id, EMPTY_FILE, "file is empty (0 bytes)")
+             for p in empty], SCORED_DDL))
+    scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
     staging = storage.staging_url(out)
     try:
         stats = scored.groupBy("reason").agg(
@@ -162,6 +170,7 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
             "input": inp, "input_format": fmt, "model": model.url, "model_name": model.name,
             "model_id": model.model_id, "input_rows": total, "scored": n_ok, "rejected": n_rej,
             "rejects_by_reason": rejects_by_reason, "labelled_rows": labelled, "accuracy": acc,
+            "skipped": {"hidden": len(hidden), "examples": hidden[:20]},
             "batch_size": cfg.batch_size, "seconds": time.time() - t0,
         })
         storage.publish(staging, out, cfg.overwrite)
@@ -173,7 +182,7 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
         scored.unpersist()
     if n_ok + n_rej != total:
         raise AssertionError(f"scoring lost rows: {total} in, {n_ok} scored + {n_rej} rejected")
-    res = ScoreResult(out, total, n_ok, n_rej, rejects_by_reason, labelled, acc, model.model_id,
+    res = ScoreResult(out, total, n_ok, n_rej, rejects_by_reason, labelled, acc, len(hidden), model.model_id,
                       time.time() - t0)
     log.info(res.summary())
     return res

@@ -35,8 +35,9 @@ class ModelCache:
     def get(self, path: str, model_id: str, threads: int | None = None):
         with self._lock:
             if self._key != (path, model_id):
-                import sparkdl_pipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
                 import tensorflow as tf
+
+                import sparkdl_pipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
                 if threads:
                     try:
@@ -86,7 +87,8 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
             x = decode_pixels(list(pdf["image"]), spec.shape)
             ok = np.ones(n, dtype=bool)
         else:
-            arrays, ok_list = [], []
+            arrays: list[np.ndarray] = []
+            ok_list: list[bool] = []
             blobs = pdf["content"] if source == "content" else pdf["path"]
             for i, blob in enumerate(blobs):
                 if source == "path":
@@ -96,7 +98,7 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
                         ok_list.append(False)
                         continue
                 res = decode_image(blob, spec)
-                if res.ok:
+                if res.array is not None:
                     arrays.append(res.array)
                     ok_list.append(True)
                 else:
@@ -110,7 +112,7 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
         if len(probs):
             pred[ok] = probs.argmax(axis=1)
             prob[ok] = probs.max(axis=1)
-        label_name = np.where(pred >= 0, names[np.clip(pred, 0, len(names) - 1)], None)
+        label_name = [names[i] if i >= 0 else None for i in pred]
         yield pd.DataFrame({
             "path": pdf["path"].astype(str).values,
             "true_label": pdf["true_label"].values if "true_label" in pdf else [None] * n,

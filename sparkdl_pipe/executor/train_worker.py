@@ -124,7 +124,7 @@ def train_rank(p: dict) -> dict:
             logs = logs if logs is not None else {}
             keys = sorted(k for k in ("loss", "accuracy") if k in logs)
             avg = allreduce_sum(np.array([logs[k] for k in keys], dtype=np.float64)) / size
-            for k, v in zip(keys, avg):
+            for k, v in zip(keys, avg, strict=False):
                 logs[k] = float(v)
             secs = time.time() - self.t0
             val = eval_split(p.get("val_url"), val_shards)

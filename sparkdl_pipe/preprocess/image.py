@@ -83,7 +83,7 @@ def decode_image(data: bytes | None, spec: ImageSpec) -> DecodeResult:
             img.load()
             img = _to_mode(img, spec.channels)
             if img.size != (spec.width, spec.height):
-                img = img.resize((spec.width, spec.height), Image.BILINEAR, reducing_gap=3.0)
+                img = img.resize((spec.width, spec.height), Image.Resampling.BILINEAR, reducing_gap=3.0)
             arr = np.asarray(img, dtype=np.uint8)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         return DecodeResult(None, TOO_LARGE, str(e)[:300])

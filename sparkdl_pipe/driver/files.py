@@ -1,0 +1,62 @@
+"""Reading a folder of files with Spark's binaryFile source, with nothing lost on the way.
+
+Runs on: driver.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sparkdl_pipe import storage
+
+
+def _hidden(rel: str) -> bool:
+    return any(c.startswith((".", "_")) for c in rel.split("/") if c)
+
+
+def list_input_files(root: str) -> tuple[list[str], list[str]]:
+    """(hidden files, empty files) under ``root``: the two kinds Spark's binaryFile never returns.
+
+    Spark's listing skips names starting with '.' or '_' and its file scan skips 0-byte files;
+    listing them here means they are counted (hidden) or rejected (empty), never silently lost.
+    Paths are in Spark's form (``file:/...``) so they line up with binaryFile's ``path`` column.
+    """
+    hidden: list[str] = []
+    empty: list[str] = []
+    if storage.is_local(root):
+        base = storage.local_path(root)
+        for dirpath, _dirs, filenames in os.walk(base):
+            for f in filenames:
+                full = os.path.join(dirpath, f)
+                if _hidden(os.path.relpath(full, base).replace(os.sep, "/")):
+                    hidden.append("file:" + full)
+                elif os.path.getsize(full) == 0:
+                    empty.append("file:" + full)
+        return hidden, empty
+    from pyarrow import fs as pafs
+
+    fs, p = storage._fs(root)
+    scheme = storage.spark_path(root).split("://", 1)[0]
+    for info in fs.get_file_info(pafs.FileSelector(p, recursive=True)):
+        if info.type != pafs.FileType.File:
+            continue
+        url = f"{scheme}://{info.path}"
+        if _hidden(info.path[len(p):]):
+            hidden.append(url)
+        elif info.size == 0:
+            empty.append(url)
+    return hidden, empty
+
+
+def read_binary_files(spark, url: str):
+    """(DataFrame[path, content], hidden files, empty files) for every file under ``url``, recursively.
+
+    Partitions are sized for many small files (the default packs tens of thousands of thumbnails
+    into one task). Hidden and empty files are listed by the driver, see :func:`list_input_files`.
+    """
+    hidden, empty = list_input_files(url)
+    spark.conf.set("spark.sql.files.openCostInBytes", str(64 * 1024))
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(16 * 2**20))
+    df = spark.read.format("binaryFile").option("recursiveFileLookup", "true") \
+        .load(storage.spark_path(url)).select("path", "content")
+    return df, hidden, empty

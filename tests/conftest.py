@@ -1,0 +1,65 @@
+"""Shared fixtures: one real local[2] SparkSession per test session, image folders made on the fly."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+
+import sparkdl_pipe  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from sparkdl_pipe.driver.session import make_spark_session
+
+    s = make_spark_session("local[2]", app_name="sparkdl_pipe-tests",
+                           conf={"spark.driver.memory": "3g", "spark.sql.shuffle.partitions": "4"})
+    yield s
+    s.stop()
+
+
+def png_bytes(arr: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    img = Image.fromarray(arr) if mode is None else Image.fromarray(arr).convert(mode)
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def make_image_folder(root: str, labels=("cat", "dog"), per_label: int = 40, size=(20, 24), seed: int = 0,
+                      split_folders: tuple[str, ...] | None = None) -> int:
+    """Write per_label colour PNGs per label (class = bright left half vs bright right half)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    n = 0
+    tops = split_folders or ("",)
+    for top in tops:
+        for li, lab in enumerate(labels):
+            d = os.path.join(root, top, lab)
+            os.makedirs(d, exist_ok=True)
+            for i in range(per_label):
+                a = rng.integers(0, 60, (*size, 3), dtype=np.uint8)
+                half = size[1] // 2
+                if li % 2 == 0:
+                    a[:, :half] += 150
+                else:
+                    a[:, half:] += 150
+                Image.fromarray(a).save(os.path.join(d, f"img {i:03d}.png"))
+                n += 1
+    return n
+
+
+@pytest.fixture(scope="session")
+def digits_folder(tmp_path_factory):
+    """scikit-learn's bundled digits as a raw PNG folder tree: train/<digit>/, test/<digit>/."""
+    from sparkdl_pipe.driver.demo import load_digits_split, write_png_folders
+
+    root = str(tmp_path_factory.mktemp("digits-raw"))
+    n = write_png_folders(load_digits_split(), [str(i) for i in range(10)], root)
+    assert n == 1797
+    return root
