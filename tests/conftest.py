@@ -18,7 +18,20 @@ def spark():
     s = make_spark_session("local[2]", app_name="sparkdl_pipe-tests",
                            conf={"spark.driver.memory": "3g", "spark.sql.shuffle.partitions": "4"})
     yield s
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
     s.stop()
+    # Stop the JVM this session started, by its own PID, and check nothing we started is left.
+    if gateway is not None and getattr(gateway, "proc", None) is not None:
+        gateway.shutdown()
+        gateway.proc.terminate()
+        gateway.proc.wait(timeout=60)
+    import psutil
+
+    left = [p for p in psutil.Process().children(recursive=True) if p.is_running()
+            and p.status() != psutil.STATUS_ZOMBIE]
+    assert not left, f"processes left behind: {[(p.pid, p.name()) for p in left]}"
 
 
 def png_bytes(arr: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:

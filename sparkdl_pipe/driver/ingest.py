@@ -90,7 +90,8 @@ def _split_column(hints: set[str], val_fraction: float, test_fraction: float):
 
 def _partitions_for(rows: int, row_bytes: int, row_group_mb: float) -> int:
     rows_per_group = max(16, int(row_group_mb * 2**20 / max(row_bytes, 1)))
-    return max(1, math.ceil(rows / rows_per_group), min(16, rows // 64))
+    # At least ~16 row groups where the split has the rows for it: Petastorm shards by row group.
+    return max(1, math.ceil(rows / rows_per_group), min(16, rows // 16))
 
 
 def write_split(spark, df, url: str, rows: int, row_bytes: int, row_group_mb: float) -> int:
