@@ -131,3 +131,23 @@ def test_score_refuses_mismatched_preprocessing(spark, trained, tmp_path):
     run_ingest_images(spark, IngestImagesConfig(raw, ds, ImageSpec(16, 16, 1)))
     with pytest.raises(DatasetError, match="preprocessing does not match"):
         run_scoring(spark, ScoreConfig(model, os.path.join(ds, "train"), str(tmp_path / "s")))
+
+
+def test_train_without_val_and_test_splits(spark, tmp_path):
+    from sparkdl_pipe.config import SplitConfig
+    from tests.conftest import make_image_folder
+
+    raw = str(tmp_path / "raw")
+    make_image_folder(raw, per_label=40, size=(10, 10))
+    ds = str(tmp_path / "ds")
+    ing = run_ingest_images(spark, IngestImagesConfig(raw, ds, ImageSpec(10, 10, 3),
+                                                      split=SplitConfig(val_fraction=0.0, test_fraction=0.0)))
+    assert ing.counts == {"train": 80, "val": 0, "test": 0}
+    out = str(tmp_path / "m")
+    res = run_training(spark, TrainConfig(ds, out, model="tests.user_models:build_tiny", epochs=2, batch_size=8,
+                                          num_proc=2))
+    assert res.val_accuracy is None and res.test_accuracy is None
+    assert res.weights_digests[0] == res.weights_digests[1]
+    card = json.load(open(os.path.join(out, "model_card.json")))  # strict JSON: no NaN anywhere
+    assert card["final"]["val_accuracy"] is None and "val_loss" not in card["history"][0]
+    json.loads(open(os.path.join(out, "model_card.json")).read(), parse_constant=lambda c: pytest.fail(c))

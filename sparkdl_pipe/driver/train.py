@@ -32,15 +32,16 @@ class TrainResult:
     num_proc: int
     steps_per_epoch: int
     history: list[dict]
-    val_accuracy: float
+    val_accuracy: float | None
     test_accuracy: float | None
     weights_digests: list[str]
     seconds: float
 
     def summary(self) -> str:
-        test = f"{self.test_accuracy:.4f}" if self.test_accuracy is not None else "n/a"
+        test = f"{self.test_accuracy:.4f}" if self.test_accuracy is not None else "n/a (no test split)"
+        val = f"{self.val_accuracy:.4f}" if self.val_accuracy is not None else "n/a (no val split)"
         return (f"trained on {self.num_proc} ranks x {self.steps_per_epoch} steps/epoch in {self.seconds:.1f}s: "
-                f"val accuracy {self.val_accuracy:.4f}, test accuracy {test}; model {self.output}")
+                f"val accuracy {val}, test accuracy {test}; model {self.output}")
 
 
 def _threads_per_rank(spark, num_proc: int) -> int:
@@ -118,7 +119,7 @@ def run_training(spark, cfg: TrainConfig) -> TrainResult:
         model_file = os.path.join(stage_dir, mc.MODEL_FILE)
         model_id = mc.file_sha256(model_file)[:16]
         hist = r0["history"]
-        val_acc = float(hist[-1]["val_accuracy"]) if hist and params["val_url"] else float("nan")
+        val_acc = float(hist[-1]["val_accuracy"]) if hist and params["val_url"] else None
         test = r0["test"] if params["test_url"] else None
         card = {
             "format": mc.FORMAT, "format_version": mc.FORMAT_VERSION,
@@ -133,7 +134,7 @@ def run_training(spark, cfg: TrainConfig) -> TrainResult:
                          "threads_per_rank": threads, "effective_learning_rate": cfg.learning_rate * num_proc,
                          "seconds": time.time() - t0},
             "history": hist,
-            "final": {"val_accuracy": val_acc, "val_loss": float(hist[-1]["val_loss"]) if hist else None,
+            "final": {"val_accuracy": val_acc, "val_loss": float(hist[-1]["val_loss"]) if val_acc is not None else None,
                       "test_accuracy": test["accuracy"] if test else None,
                       "test_loss": test["loss"] if test else None, "test_rows": test["rows"] if test else 0,
                       "test_confusion": test["confusion"] if test else None},

@@ -127,17 +127,21 @@ def train_rank(p: dict) -> dict:
             for k, v in zip(keys, avg, strict=False):
                 logs[k] = float(v)
             secs = time.time() - self.t0
-            val = eval_split(p.get("val_url"), val_shards)
-            logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
-            rec = {"epoch": epoch + 1, **{k: float(logs[k]) for k in (*keys, "val_loss", "val_accuracy")},
+            if p.get("val_url"):  # every rank takes this branch or none does
+                val = eval_split(p["val_url"], val_shards)
+                logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
+                keys += ["val_loss", "val_accuracy"]
+            rec = {"epoch": epoch + 1, **{k: float(logs[k]) for k in keys},
                    "samples_per_s": steps * bs * size / max(secs, 1e-9), "seconds": secs,
                    "learning_rate": float(keras.backend.get_value(self.model.optimizer.learning_rate))}
             self.history.append(rec)
             if rank == 0:
                 left = (int(p["epochs"]) - epoch - 1) * secs
+                val_txt = (f" val_loss {rec['val_loss']:.4f} val_acc {rec['val_accuracy']:.4f}"
+                           if "val_accuracy" in rec else "")
                 print(f"[rank 0] epoch {epoch + 1}/{p['epochs']} loss {rec['loss']:.4f} acc "
-                      f"{rec['accuracy']:.4f} val_loss {rec['val_loss']:.4f} val_acc {rec['val_accuracy']:.4f} "
-                      f"{rec['samples_per_s']:.0f} samples/s, ~{left:.0f}s left", flush=True)
+                      f"{rec['accuracy']:.4f}{val_txt} {rec['samples_per_s']:.0f} samples/s, "
+                      f"~{left:.0f}s left", flush=True)
                 ck = p.get("checkpoint_dir")
                 if ck:
                     os.makedirs(ck, exist_ok=True)
@@ -149,7 +153,7 @@ def train_rank(p: dict) -> dict:
     callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0), cb]
     model.fit(ds, epochs=int(p["epochs"]), steps_per_epoch=steps, callbacks=callbacks, verbose=0)
 
-    test = eval_split(p.get("test_url"), int(p["test_shards"]))
+    test = eval_split(p["test_url"], int(p["test_shards"])) if p.get("test_url") else None
     digest = weights_digest(model.get_weights())
     if rank == 0 and p.get("model_path"):
         # Save an uncompiled copy: the Horovod-wrapped optimizer is not part of the served model.
