@@ -6,6 +6,7 @@ Runs on: driver and executors.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -144,3 +145,20 @@ def check_output(target: str, overwrite: bool) -> None:
     """Refuse early (before any work) to write onto an existing output without ``overwrite``."""
     if exists(target) and not overwrite:
         raise DatasetError(f"output {target} already exists", fix="Pass --overwrite to replace it")
+
+
+@contextlib.contextmanager
+def staged_output(target: str, overwrite: bool, staging: str | None = None):
+    """Yield a staging URL beside ``target``; publish it on success, remove it on any failure.
+
+    >>> with staged_output("file:///tmp/out", overwrite=True) as staging:  # doctest: +SKIP
+    ...     write_json(join(staging, "x.json"), {})
+    """
+    staging = staging or staging_url(target)
+    try:
+        yield staging
+        publish(staging, target, overwrite)
+    except BaseException:
+        if exists(staging):
+            remove(staging)
+        raise

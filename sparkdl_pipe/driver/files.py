@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from sparkdl_pipe import storage
+from sparkdl_pipe.errors import UserInputError
 
 
 def _hidden(rel: str) -> bool:
@@ -60,3 +61,34 @@ def read_binary_files(spark, url: str):
     df = spark.read.format("binaryFile").option("recursiveFileLookup", "true") \
         .load(storage.spark_path(url)).select("path", "content")
     return df, hidden, empty
+
+
+MANIFEST_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+
+
+def read_manifest_table(spark, url: str, required: dict[str, str]):
+    """A manifest file (CSV/TSV with a header, quoted fields and embedded newlines, or Parquet).
+
+    ``required`` maps column names to the flag that names them, for the error message.
+    """
+    sp = storage.spark_path(url)
+    lower = url.lower()
+    if lower.endswith((".parquet", ".pq")):
+        df = spark.read.parquet(sp)
+    else:
+        df = spark.read.option("header", "true").option("multiLine", "true").option("escape", '"') \
+            .option("sep", "\t" if lower.endswith(".tsv") else ",").csv(sp)
+    for name, flag in required.items():
+        if name not in df.columns:
+            raise UserInputError(f"manifest {url} has no column {name!r}", f"one of {df.columns}", None,
+                                 f"Name it with {flag}")
+    return df
+
+
+def resolved_path(manifest_url: str, col: str):
+    """A Column: the manifest's path, made relative to the manifest's folder unless absolute or a URL."""
+    from pyspark.sql import functions as F
+
+    base = manifest_url.rsplit("/", 1)[0]
+    p = F.col(col).cast("string")
+    return F.when(p.rlike(r"^([a-zA-Z][a-zA-Z0-9+.-]*:|/)"), p).otherwise(F.concat(F.lit(base + "/"), p))

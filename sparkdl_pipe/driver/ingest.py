@@ -16,16 +16,13 @@ from functools import partial
 from sparkdl_pipe import manifest as mf
 from sparkdl_pipe import storage
 from sparkdl_pipe.config import IngestImagesConfig
-from sparkdl_pipe.driver.files import read_binary_files
-from sparkdl_pipe.errors import DatasetError, UserInputError
+from sparkdl_pipe.driver.files import MANIFEST_SUFFIXES, read_binary_files, read_manifest_table, resolved_path
+from sparkdl_pipe.errors import DatasetError
 from sparkdl_pipe.executor.ingest import DECODED_DDL, decode_images, path_of
 from sparkdl_pipe.preprocess.image import EMPTY_FILE
 from sparkdl_pipe.schema import image_unischema, schema_json
 
 log = logging.getLogger(__name__)
-
-MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq", ".tsv")
-
 
 @dataclass(frozen=True)
 class IngestResult:
@@ -53,25 +50,11 @@ class IngestResult:
 def _read_manifest(spark, url: str, cfg: IngestImagesConfig):
     from pyspark.sql import functions as F
 
-    sp = storage.spark_path(url)
-    lower = url.lower()
-    if lower.endswith((".parquet", ".pq")):
-        df = spark.read.parquet(sp)
-    else:
-        sep = "\t" if lower.endswith(".tsv") else ","
-        df = spark.read.option("header", "true").option("multiLine", "true").option("escape", '"') \
-            .option("sep", sep).csv(sp)
-    cols = df.columns
-    for name, flag in ((cfg.manifest_path_col, "--path-col"), (cfg.manifest_label_col, "--label-col")):
-        if name not in cols:
-            raise UserInputError(f"manifest {url} has no column {name!r}", f"one of {cols}", None,
-                                 f"Name it with {flag}")
-    base = url.rsplit("/", 1)[0]
-    p = F.col(cfg.manifest_path_col).cast("string")
-    # Relative paths are relative to the manifest's folder; absolute paths and URLs stay.
-    resolved = F.when(p.rlike(r"^([a-zA-Z][a-zA-Z0-9+.-]*:|/)"), p).otherwise(F.concat(F.lit(base + "/"), p))
-    split = F.col(cfg.manifest_split_col).cast("string") if cfg.manifest_split_col in cols else F.lit(None)
-    return df.select(resolved.alias("path"), F.col(cfg.manifest_label_col).cast("string").alias("label_name"),
+    df = read_manifest_table(spark, url, {cfg.manifest_path_col: "--path-col",
+                                          cfg.manifest_label_col: "--label-col"})
+    split = F.col(cfg.manifest_split_col) if cfg.manifest_split_col in df.columns else F.lit(None)
+    return df.select(resolved_path(url, cfg.manifest_path_col).alias("path"),
+                     F.col(cfg.manifest_label_col).cast("string").alias("label_name"),
                      split.cast("string").alias("split_hint"))
 
 
@@ -177,9 +160,8 @@ def run_ingest_images(spark, cfg: IngestImagesConfig) -> IngestResult:
             splits[r["split"]]["count"] += r["count"]
             splits[r["split"]]["per_class"][r["label_name"]] = r["count"]
 
-        staging = storage.staging_url(out)
         row_bytes = spec.height * spec.width * spec.channels + 96
-        try:
+        with storage.staged_output(out, cfg.overwrite) as staging:
             for s in storage.SPLITS:
                 splits[s]["path"] = s
                 if splits[s]["count"]:
@@ -211,11 +193,6 @@ def run_ingest_images(spark, cfg: IngestImagesConfig) -> IngestResult:
             }
             doc["fingerprint"] = mf.fingerprint(doc)
             storage.write_json(storage.join(staging, storage.MANIFEST_FILE), doc)
-            storage.publish(staging, out, cfg.overwrite)
-        except BaseException:
-            if storage.exists(staging):
-                storage.remove(staging)
-            raise
     finally:
         decoded.unpersist()
     counts = {s: splits[s]["count"] for s in storage.SPLITS}

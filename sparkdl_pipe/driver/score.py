@@ -14,7 +14,7 @@ from functools import partial
 
 from sparkdl_pipe import storage
 from sparkdl_pipe.config import ScoreConfig
-from sparkdl_pipe.driver.files import read_binary_files
+from sparkdl_pipe.driver.files import MANIFEST_SUFFIXES, read_binary_files, read_manifest_table, resolved_path
 from sparkdl_pipe.errors import DatasetError, UserInputError
 from sparkdl_pipe.executor.ingest import label_from_rel_path, path_of
 from sparkdl_pipe.executor.score import SCORED_DDL, score_batches
@@ -54,7 +54,7 @@ def _detect_format(url: str, fmt: str) -> str:
     if storage.exists(storage.join(url, "_common_metadata")) and not storage.exists(
             storage.join(url, storage.MANIFEST_FILE)):
         return "petastorm"
-    if url.lower().endswith((".csv", ".tsv", ".parquet", ".pq")):
+    if url.lower().endswith(MANIFEST_SUFFIXES):
         return "manifest"
     return "folder"
 
@@ -96,18 +96,8 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
             "path", "image", F.col("label_name").alias("true_label"))
         source = "pixels"
     elif fmt == "manifest":
-        lower = inp.lower()
-        if lower.endswith((".parquet", ".pq")):
-            df = spark.read.parquet(storage.spark_path(inp))
-        else:
-            df = spark.read.option("header", "true").option("multiLine", "true").option("escape", '"') \
-                .option("sep", "\t" if lower.endswith(".tsv") else ",").csv(storage.spark_path(inp))
-        if cfg.manifest_path_col not in df.columns:
-            raise UserInputError(f"manifest {cfg.input} has no column {cfg.manifest_path_col!r}",
-                                 f"one of {df.columns}", None, "Name it with --path-col")
-        base = inp.rsplit("/", 1)[0]
-        p = F.col(cfg.manifest_path_col).cast("string")
-        resolved = F.when(p.rlike(r"^([a-zA-Z][a-zA-Z0-9+.-]*:|/)"), p).otherwise(F.concat(F.lit(base + "/"), p))
+        df = read_manifest_table(spark, inp, {cfg.manifest_path_col: "--path-col"})
+        resolved = resolved_path(inp, cfg.manifest_path_col)
         true = F.col("label").cast("string") if "label" in df.columns else F.lit(None).cast("string")
         n = df.count()
         src = df.select(resolved.alias("path"), true.alias("true_label")) \
@@ -129,9 +119,9 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
     else:
         raise UserInputError("--input-format", "auto, folder, manifest or petastorm", fmt)
 
-    threads = None
-    if spark.sparkContext.master.startswith("local"):
-        threads = 1  # one task per core: one TensorFlow thread per Python worker
+    # One TensorFlow thread per task core, so concurrent tasks of an executor do not oversubscribe it.
+    threads = 1 if spark.sparkContext.master.startswith("local") else \
+        int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
     fn = partial(score_batches, model_path=model.model_path, model_id=model.model_id, model_name=model.name,
                  spec_dict=spec.to_dict(), labels=labels, batch_size=cfg.batch_size, source=source,
                  threads=threads)
@@ -143,7 +133,6 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
             [(p, None, None, None, None, model.name, model.model_id, EMPTY_FILE, "file is empty (0 bytes)")
              for p in empty], SCORED_DDL))
     scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
-    staging = storage.staging_url(out)
     try:
         stats = scored.groupBy("reason").agg(
             F.count(F.lit(1)).alias("n"),
@@ -157,27 +146,23 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
         correct = ok[0]["correct"] if ok else 0
         rejects_by_reason = {r["reason"]: r["n"] for r in stats if r["reason"] is not None}
         n_rej = sum(rejects_by_reason.values())
-        parts = max(1, math.ceil(n_ok / 500_000))
-        scored.filter(F.col("reason").isNull()) \
-            .select("path", "prediction", "label_name", "probability", "true_label", "model_name", "model_id") \
-            .coalesce(parts).write.mode("overwrite").parquet(storage.spark_path(storage.join(staging, "predictions")))
-        scored.filter(F.col("reason").isNotNull()) \
-            .select("path", "reason", "message", F.lit("score").alias("stage")) \
-            .coalesce(1).write.mode("overwrite").parquet(storage.spark_path(storage.join(staging, "rejects")))
         acc = correct / labelled if labelled else None
-        storage.write_json(storage.join(staging, SUMMARY_FILE), {
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "input": inp, "input_format": fmt, "model": model.url, "model_name": model.name,
-            "model_id": model.model_id, "input_rows": total, "scored": n_ok, "rejected": n_rej,
-            "rejects_by_reason": rejects_by_reason, "labelled_rows": labelled, "accuracy": acc,
-            "skipped": {"hidden": len(hidden), "examples": hidden[:20]},
-            "batch_size": cfg.batch_size, "seconds": time.time() - t0,
-        })
-        storage.publish(staging, out, cfg.overwrite)
-    except BaseException:
-        if storage.exists(staging):
-            storage.remove(staging)
-        raise
+        with storage.staged_output(out, cfg.overwrite) as staging:
+            scored.filter(F.col("reason").isNull()) \
+                .select("path", "prediction", "label_name", "probability", "true_label", "model_name", "model_id") \
+                .coalesce(max(1, math.ceil(n_ok / 500_000))).write.mode("overwrite") \
+                .parquet(storage.spark_path(storage.join(staging, "predictions")))
+            scored.filter(F.col("reason").isNotNull()) \
+                .select("path", "reason", "message", F.lit("score").alias("stage")) \
+                .coalesce(1).write.mode("overwrite").parquet(storage.spark_path(storage.join(staging, "rejects")))
+            storage.write_json(storage.join(staging, SUMMARY_FILE), {
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "input": inp, "input_format": fmt, "model": model.url, "model_name": model.name,
+                "model_id": model.model_id, "input_rows": total, "scored": n_ok, "rejected": n_rej,
+                "rejects_by_reason": rejects_by_reason, "labelled_rows": labelled, "accuracy": acc,
+                "skipped": {"hidden": len(hidden), "examples": hidden[:20]},
+                "batch_size": cfg.batch_size, "seconds": time.time() - t0,
+            })
     finally:
         scored.unpersist()
     if n_ok + n_rej != total:

@@ -80,9 +80,8 @@ def run_training(spark, cfg: TrainConfig) -> TrainResult:
     if not storage.is_local(out):
         raise UserInputError("--output", "a local or shared-filesystem path (file://) for the model", out)
     storage.check_output(out, cfg.overwrite)
-    staging = storage.staging_url(out)
+    staging = storage.staging_url(out)  # published by storage.staged_output below
     stage_dir = storage.local_path(staging)
-    os.makedirs(stage_dir, exist_ok=True)
     threads = cfg.threads_per_rank or _threads_per_rank(spark, num_proc)
     spec = info.spec
     params = {
@@ -105,7 +104,8 @@ def run_training(spark, cfg: TrainConfig) -> TrainResult:
 
     from sparkdl_pipe.executor.train_worker import train_rank
 
-    try:
+    with storage.staged_output(out, cfg.overwrite, staging=staging):
+        os.makedirs(stage_dir, exist_ok=True)
         try:
             results = horovod.spark.run(train_rank, args=(params,), num_proc=num_proc, env=env,
                                         start_timeout=600, verbose=0)
@@ -142,10 +142,6 @@ def run_training(spark, cfg: TrainConfig) -> TrainResult:
             "versions": versions(),
         }
         storage.write_json(storage.join(staging, mc.CARD_FILE), card)
-        storage.publish(staging, out, cfg.overwrite)
-    except BaseException:
-        storage.remove(staging)
-        raise
     res = TrainResult(out, model_id, num_proc, steps, hist, val_acc,
                       test["accuracy"] if test else None, digests, time.time() - t0)
     log.info(res.summary())
