@@ -129,6 +129,16 @@ def test_manifest_csv_input_with_missing_file_and_split_column(spark, folder, tm
     os.remove(man)
 
 
+def test_manifest_parquet_with_absolute_paths(spark, folder, tmp_path):
+    root, _ = folder
+    paths = [os.path.join(root, lab, f"img {j:03d}.png") for lab in ("cat", "dog") for j in range(16)]
+    man = str(tmp_path / "m.parquet")
+    pd.DataFrame({"path": paths, "label": [p.split(os.sep)[-2] for p in paths]}).to_parquet(man)
+    res = run_ingest_images(spark, IngestImagesConfig(man, str(tmp_path / "ds"), ImageSpec(8, 8, 3)))
+    assert res.input_records == 32 and res.rejected == 0 and sum(res.counts.values()) == 32
+    assert res.labels == ["cat", "dog"]
+
+
 def test_refuses_existing_output_and_missing_input(spark, folder, tmp_path):
     root, _ = folder
     out = tmp_path / "exists"
