@@ -13,8 +13,6 @@ import textwrap
 
 from sparkdl_pipe.errors import SparkdlPipeError, UserInputError
 
-log = logging.getLogger("sparkdl_pipe")
-
 EPILOG_INGEST = """\
 examples:
   sparkdl-pipe ingest-images --input photos/ --output datasets/photos --image-size 64 --channels 3

@@ -75,14 +75,7 @@ class DatasetInfo:
 
 def load_dataset_info(url: str) -> DatasetInfo:
     """Read and check a dataset's manifest; a clear error when it is not a sparkdl_pipe dataset."""
-    u = storage.to_url(url)
-    m = storage.join(u, storage.MANIFEST_FILE)
-    if not storage.exists(u):
-        raise DatasetError(f"dataset {url} does not exist", fix="Run 'sparkdl-pipe ingest-images' first")
-    if not storage.exists(m):
-        raise DatasetError(f"{url} is not a sparkdl_pipe dataset (no {storage.MANIFEST_FILE})",
-                           fix="Point --dataset at the output of 'sparkdl-pipe ingest-images'")
-    doc = storage.read_json(m)
+    u, doc = storage.read_metadata(url, storage.MANIFEST_FILE, "dataset", "sparkdl-pipe ingest-images")
     if doc.get("format") != FORMAT or int(doc.get("format_version", 0)) > FORMAT_VERSION:
         raise DatasetError("dataset manifest format", f"{FORMAT} v<={FORMAT_VERSION}",
                            f"{doc.get('format')} v{doc.get('format_version')}")

@@ -57,14 +57,7 @@ class ModelInfo:
 
 def load_model_info(url: str) -> ModelInfo:
     """Read a model directory's card; a clear error when it is not a sparkdl_pipe model."""
-    u = storage.to_url(url)
-    card_url = storage.join(u, CARD_FILE)
-    if not storage.exists(u):
-        raise DatasetError(f"model {url} does not exist", fix="Train one with 'sparkdl-pipe train'")
-    if not storage.exists(card_url):
-        raise DatasetError(f"{url} is not a sparkdl_pipe model directory (no {CARD_FILE})",
-                           fix="Point --model at the output of 'sparkdl-pipe train'")
-    card = storage.read_json(card_url)
+    u, card = storage.read_metadata(url, CARD_FILE, "model", "sparkdl-pipe train")
     if card.get("format") != FORMAT:
         raise DatasetError("model card format", FORMAT, card.get("format"))
     return ModelInfo(u, card)

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-IMAGE_FIELDS = ("image", "label", "label_name", "path")
-REJECT_COLUMNS = ("path", "reason", "message", "stage")
-
 
 def image_unischema():
     """The Petastorm Unischema of an image dataset split."""

@@ -101,6 +101,20 @@ def read_json(url: str) -> Any:
         return json.loads(f.read().decode())
 
 
+def read_metadata(url: str, filename: str, noun: str, how_to_make: str) -> tuple[str, Any]:
+    """(URL, parsed JSON) of the metadata file a dataset or model directory carries.
+
+    A missing directory or file is a user mistake with a one-line message naming ``how_to_make``.
+    """
+    u = to_url(url)
+    if not exists(u):
+        raise DatasetError(f"{noun} {url} does not exist", fix=f"Make one with '{how_to_make}'")
+    if not exists(join(u, filename)):
+        raise DatasetError(f"{url} is not a sparkdl_pipe {noun} (no {filename})",
+                           fix=f"Point at the output of '{how_to_make}'")
+    return u, read_json(join(u, filename))
+
+
 def remove(url: str) -> None:
     if is_local(url):
         p = local_path(url)

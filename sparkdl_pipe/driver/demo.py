@@ -11,7 +11,6 @@ Runs on: driver.
 from __future__ import annotations
 
 import gzip
-import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,8 +19,6 @@ import numpy as np
 
 from sparkdl_pipe.config import IngestImagesConfig, ScoreConfig, SplitConfig, TrainConfig
 from sparkdl_pipe.preprocess.spec import ImageSpec
-
-log = logging.getLogger(__name__)
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_CLASSES = ["T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",

@@ -50,17 +50,30 @@ def list_input_files(root: str) -> tuple[list[str], list[str]]:
 
 
 def read_binary_files(spark, url: str):
-    """(DataFrame[path, content], hidden files, empty files) for every file under ``url``, recursively.
+    """(DataFrame[path, content], hidden files) for every file under ``url``, recursively.
 
+    Empty files, which binaryFile skips, are added back with empty content, so the executors'
+    decoder rejects them like any other bad file. Hidden files are returned for counting.
     Partitions are sized for many small files (the default packs tens of thousands of thumbnails
-    into one task). Hidden and empty files are listed by the driver, see :func:`list_input_files`.
+    into one task).
     """
     hidden, empty = list_input_files(url)
     spark.conf.set("spark.sql.files.openCostInBytes", str(64 * 1024))
     spark.conf.set("spark.sql.files.maxPartitionBytes", str(16 * 2**20))
     df = spark.read.format("binaryFile").option("recursiveFileLookup", "true") \
         .load(storage.spark_path(url)).select("path", "content")
-    return df, hidden, empty
+    if empty:
+        df = df.unionByName(spark.createDataFrame([(p, bytearray()) for p in empty], "path string, content binary"))
+    return df, hidden
+
+
+def spread(df, rows_per_partition: int):
+    """``df`` repartitioned to at least two tasks per core and at most ``rows_per_partition`` rows each."""
+    import math
+
+    n = df.count()
+    return df.repartition(max(df.sparkSession.sparkContext.defaultParallelism * 2,
+                              math.ceil(n / rows_per_partition)))
 
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")

@@ -9,17 +9,22 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 
 from sparkdl_pipe import manifest as mf
 from sparkdl_pipe import storage
 from sparkdl_pipe.config import IngestImagesConfig
-from sparkdl_pipe.driver.files import MANIFEST_SUFFIXES, read_binary_files, read_manifest_table, resolved_path
+from sparkdl_pipe.driver.files import (
+    MANIFEST_SUFFIXES,
+    read_binary_files,
+    read_manifest_table,
+    resolved_path,
+    spread,
+)
 from sparkdl_pipe.errors import DatasetError
 from sparkdl_pipe.executor.ingest import DECODED_DDL, decode_images, path_of
-from sparkdl_pipe.preprocess.image import EMPTY_FILE
 from sparkdl_pipe.schema import image_unischema, schema_json
 
 log = logging.getLogger(__name__)
@@ -37,7 +42,6 @@ class IngestResult:
     labels: list[str]
     fingerprint: str
     seconds: float
-    extra: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         parts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
@@ -121,22 +125,14 @@ def run_ingest_images(spark, cfg: IngestImagesConfig) -> IngestResult:
         storage.is_local(inp) and os.path.isdir(storage.local_path(inp)))
     spec = cfg.image
     hidden: list[str] = []
-    empty: list[str] = []
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "512")
     if is_manifest:
-        src = _read_manifest(spark, inp, cfg)
-        n_in = src.count()
-        src = src.repartition(max(spark.sparkContext.defaultParallelism * 2, math.ceil(n_in / 2000)))
+        src = spread(_read_manifest(spark, inp, cfg), rows_per_partition=2000)
     else:
-        src, hidden, empty = read_binary_files(spark, inp)
+        src, hidden = read_binary_files(spark, inp)
     fn = partial(decode_images, spec_dict=spec.to_dict(), seed=cfg.split.seed,
                  root=None if is_manifest else inp, from_manifest=is_manifest)
-    decoded = src.mapInPandas(fn, DECODED_DDL)
-    if empty:
-        empty_df = spark.createDataFrame([(p, "", None, None, 0.0, 0, None, EMPTY_FILE, "file is empty (0 bytes)")
-                                          for p in empty], DECODED_DDL)
-        decoded = decoded.unionByName(empty_df)
-    decoded = decoded.persist(StorageLevel.MEMORY_AND_DISK)
+    decoded = src.mapInPandas(fn, DECODED_DDL).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         stats = decoded.groupBy(F.col("reason"), F.col("label_name"), F.col("split_hint")).count().collect()
         total = sum(r["count"] for r in stats)

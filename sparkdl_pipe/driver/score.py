@@ -14,13 +14,17 @@ from functools import partial
 
 from sparkdl_pipe import storage
 from sparkdl_pipe.config import ScoreConfig
-from sparkdl_pipe.driver.files import MANIFEST_SUFFIXES, read_binary_files, read_manifest_table, resolved_path
+from sparkdl_pipe.driver.files import (
+    MANIFEST_SUFFIXES,
+    read_binary_files,
+    read_manifest_table,
+    resolved_path,
+    spread,
+)
 from sparkdl_pipe.errors import DatasetError, UserInputError
-from sparkdl_pipe.executor.ingest import label_from_rel_path, path_of
 from sparkdl_pipe.executor.score import SCORED_DDL, score_batches
 from sparkdl_pipe.manifest import load_dataset_info
 from sparkdl_pipe.model_card import load_model_info
-from sparkdl_pipe.preprocess.image import EMPTY_FILE
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +84,6 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
     spec = model.spec
     labels = model.labels
     hidden: list[str] = []
-    empty: list[str] = []
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.batch_size))
     if fmt == "petastorm":
         ds_url = inp.rsplit("/", 1)[0]
@@ -99,22 +102,10 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
         df = read_manifest_table(spark, inp, {cfg.manifest_path_col: "--path-col"})
         resolved = resolved_path(inp, cfg.manifest_path_col)
         true = F.col("label").cast("string") if "label" in df.columns else F.lit(None).cast("string")
-        n = df.count()
-        src = df.select(resolved.alias("path"), true.alias("true_label")) \
-            .repartition(max(spark.sparkContext.defaultParallelism * 2, math.ceil(n / 5000)))
+        src = spread(df.select(resolved.alias("path"), true.alias("true_label")), rows_per_partition=5000)
         source = "path"
     elif fmt == "folder":
-        files, hidden, empty = read_binary_files(spark, inp)
-        root = path_of(inp).rstrip("/") + "/"
-        known = set(labels)
-
-        def true_label(p: str) -> str | None:
-            fp = path_of(p)
-            lab, _ = label_from_rel_path(fp[len(root):] if fp.startswith(root) else fp)
-            return lab if lab in known else None
-
-        tl = F.udf(true_label, "string")
-        src = files.select("path", "content", tl("path").alias("true_label"))
+        src, hidden = read_binary_files(spark, inp)
         source = "content"
     else:
         raise UserInputError("--input-format", "auto, folder, manifest or petastorm", fmt)
@@ -124,15 +115,10 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
         int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
     fn = partial(score_batches, model_path=model.model_path, model_id=model.model_id, model_name=model.name,
                  spec_dict=spec.to_dict(), labels=labels, batch_size=cfg.batch_size, source=source,
-                 threads=threads)
+                 threads=threads, root=inp if fmt == "folder" else None)
     from pyspark import StorageLevel
 
-    scored = src.mapInPandas(fn, SCORED_DDL)
-    if empty:
-        scored = scored.unionByName(spark.createDataFrame(
-            [(p, None, None, None, None, model.name, model.model_id, EMPTY_FILE, "file is empty (0 bytes)")
-             for p in empty], SCORED_DDL))
-    scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
+    scored = src.mapInPandas(fn, SCORED_DDL).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         stats = scored.groupBy("reason").agg(
             F.count(F.lit(1)).alias("n"),
@@ -172,5 +158,3 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
     log.info(res.summary())
     return res
 
-
-__all__ = ["ScoreResult", "run_scoring"]

@@ -40,6 +40,17 @@ def stable_hash(seed: int, key: str) -> tuple[float, int]:
     return u, order
 
 
+def relative_to(url: str, root_path: str | None) -> str:
+    """``url``'s filesystem path relative to ``root_path`` (a path ending in '/'), or the whole path."""
+    fp = path_of(url)
+    return fp[len(root_path):] if root_path and fp.startswith(root_path) else fp
+
+
+def root_prefix(root: str) -> str:
+    """The prefix :func:`relative_to` strips: the root's filesystem path with a trailing '/'."""
+    return path_of(root).rstrip("/") + "/"
+
+
 def label_from_rel_path(rel: str) -> tuple[str | None, str | None]:
     """(label, split hint) for ``[split/]label/.../file`` relative paths; the label is the parent folder."""
     parts = [p for p in rel.split("/") if p]
@@ -73,7 +84,7 @@ def decode_images(batches: Iterator[pd.DataFrame], spec_dict: dict, seed: int, r
     Rejected rows carry ``reason``/``message`` and no image.
     """
     spec = ImageSpec.from_dict(spec_dict)
-    root_path = path_of(root).rstrip("/") + "/" if root else None
+    root_path = root_prefix(root) if root else None
     for pdf in batches:
         out: dict[str, list] = {k: [] for k in ("path", "rel_path", "label_name", "split_hint", "u",
                                                 "order_key", "image", "reason", "message")}
@@ -91,8 +102,7 @@ def decode_images(batches: Iterator[pd.DataFrame], spec_dict: dict, seed: int, r
                 hint = SPLIT_ALIASES.get(str(hint).strip().lower()) if isinstance(hint, str) else None
                 data, err = read_bytes(path)
             else:
-                fp = path_of(path)
-                rel = fp[len(root_path):] if root_path and fp.startswith(root_path) else fp
+                rel = relative_to(path, root_path)
                 label, hint = label_from_rel_path(rel)
                 data, err = row.content, None
             u, order = stable_hash(seed, rel)

@@ -14,7 +14,14 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from sparkdl_pipe.preprocess.image import decode_image
+from sparkdl_pipe.executor.ingest import (
+    MISSING_FILE,
+    label_from_rel_path,
+    read_bytes,
+    relative_to,
+    root_prefix,
+)
+from sparkdl_pipe.preprocess.image import decode_image, stack_images
 from sparkdl_pipe.preprocess.spec import ImageSpec
 from sparkdl_pipe.schema import decode_pixels
 
@@ -35,9 +42,8 @@ class ModelCache:
     def get(self, path: str, model_id: str, threads: int | None = None):
         with self._lock:
             if self._key != (path, model_id):
+                # Importing this module ran sparkdl_pipe/__init__ (TF_USE_LEGACY_KERAS) already.
                 import tensorflow as tf
-
-                import sparkdl_pipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
                 if threads:
                     try:
@@ -57,6 +63,15 @@ class ModelCache:
 MODEL_CACHE = ModelCache()
 
 
+def _true_labels(pdf: pd.DataFrame, root_path: str | None, known: set[str]) -> list:
+    if "true_label" in pdf:
+        return list(pdf["true_label"])
+    if root_path is None:
+        return [None] * len(pdf)
+    labels = [label_from_rel_path(relative_to(p, root_path))[0] for p in pdf["path"]]
+    return [lab if lab in known else None for lab in labels]
+
+
 def predict_arrays(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """Class probabilities for (N, H, W, C) uint8 inputs, ``batch_size`` rows per model call."""
     if len(x) == 0:
@@ -67,16 +82,17 @@ def predict_arrays(model, x: np.ndarray, batch_size: int) -> np.ndarray:
 
 def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: str, model_name: str,
                   spec_dict: dict, labels: list[str], batch_size: int, source: str,
-                  threads: int | None = None) -> Iterator[pd.DataFrame]:
+                  threads: int | None = None, root: str | None = None) -> Iterator[pd.DataFrame]:
     """Score a partition. ``source`` says what the input holds:
 
     ``content`` (raw file bytes, from binaryFile), ``path`` (read the file here, for manifests) or
     ``pixels`` (a Petastorm split's stored pixels). One output row per input row; rows that cannot
-    be decoded carry ``reason``/``message`` and no prediction.
+    be decoded carry ``reason``/``message`` and no prediction. With ``root`` (folder input), the
+    true label is the file's label folder when the model knows that label.
     """
-    from sparkdl_pipe.executor.ingest import MISSING_FILE, read_bytes
-
     spec = ImageSpec.from_dict(spec_dict)
+    root_path = root_prefix(root) if root else None
+    known = set(labels)
     model = MODEL_CACHE.get(model_path, model_id, threads)
     names = np.asarray(labels, dtype=object)
     for pdf in batches:
@@ -105,7 +121,7 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
                     reason[i], message[i] = res.reason, res.message
                     ok_list.append(False)
             ok = np.asarray(ok_list, dtype=bool)
-            x = np.stack(arrays) if arrays else np.zeros((0, *spec.shape), dtype=np.uint8)
+            x = stack_images(arrays, spec)
         probs = predict_arrays(model, x, batch_size)
         pred = np.full(n, -1, dtype=np.int64)
         prob = np.full(n, np.nan)
@@ -115,7 +131,7 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
         label_name = [names[i] if i >= 0 else None for i in pred]
         yield pd.DataFrame({
             "path": pdf["path"].astype(str).values,
-            "true_label": pdf["true_label"].values if "true_label" in pdf else [None] * n,
+            "true_label": _true_labels(pdf, root_path, known),
             "prediction": pd.Series(np.where(ok, pred, 0), dtype="Int32").mask(~ok).values,
             "label_name": label_name,
             "probability": prob,

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import time
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 
 def weights_digest(weights: list[np.ndarray]) -> str:
@@ -30,10 +27,11 @@ def evaluate_shard(model, url: str, shape: tuple[int, ...], shard: int | None, s
                    num_classes: int) -> np.ndarray:
     """[loss sum, correct, rows] and a flattened confusion matrix over this rank's shard of a split."""
     from sparkdl_pipe.executor.data import read_split
+    from sparkdl_pipe.executor.score import predict_arrays
 
     totals = np.zeros(3 + num_classes * num_classes, dtype=np.float64)
     for x, y in read_split(url, shape, shard=shard, shard_count=shard_count):
-        p = np.asarray(model(x, training=False))
+        p = predict_arrays(model, x, 1024)
         pred = p.argmax(axis=1)
         totals[0] += float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1.0)).sum())
         totals[1] += float((pred == y).sum())
@@ -48,9 +46,7 @@ def train_rank(p: dict) -> dict:
     Every rank runs exactly ``p["steps_per_epoch"]`` steps per epoch from a looping reader, so no
     rank can run out of data and leave the others waiting in allreduce.
     """
-    import sparkdl_pipe  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
-
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    # Unpickling this function imported sparkdl_pipe, whose _env set TF_USE_LEGACY_KERAS already.
     import tensorflow as tf
 
     threads = int(p["threads"])
