@@ -44,3 +44,9 @@ class TrainingError(SparkdlPipeError):
     """Distributed training failed; the message names the rank where it is known."""
 
     exit_code = 1
+
+
+class ClusterError(SparkdlPipeError):
+    """A local standalone cluster (``sparkdl_pipe.cluster``) could not be started or stopped."""
+
+    exit_code = 1
