@@ -1,5 +1,5 @@
 # The README's commands. `make install` once, then `make test`; `make demo` runs the main job.
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo clean cluster-up cluster-down
 
 VENV ?= .venv
 
@@ -18,3 +18,14 @@ demo:
 
 clean:
 	rm -rf sparkdl-demo spark-warehouse
+
+# A Spark standalone cluster on this machine (README "Running on a cluster"): master + 2 workers,
+# PID files and logs in $(CLUSTER_DIR). Extra options: CLUSTER_ARGS="--master-port 0 --ui-port 0".
+CLUSTER_DIR ?= .cluster
+CLUSTER_ARGS ?=
+
+cluster-up:
+	$(VENV)/bin/python -m sparkdl_pipe.cluster up --dir $(CLUSTER_DIR) $(CLUSTER_ARGS)
+
+cluster-down:
+	$(VENV)/bin/python -m sparkdl_pipe.cluster down --dir $(CLUSTER_DIR)

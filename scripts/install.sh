@@ -9,6 +9,11 @@ VENV="$ROOT/.venv"
 CACHE="${SPARKDL_PIPE_CACHE:-$HOME/.cache/sparkdl_pipe}"
 HOROVOD_VERSION=0.28.1
 TF_VERSION=2.21.0
+# GPU hosts/images: HOROVOD_GPU_OPERATIONS=NCCL builds Horovod with NCCL (needs CUDA and NCCL headers,
+# e.g. an nvidia/cuda *-devel base image) and installs tensorflow[and-cuda]. Empty: CPU (Gloo) only.
+GPU_OPS="${HOROVOD_GPU_OPERATIONS:-}"
+TF_REQ="tensorflow==$TF_VERSION"
+[ -z "$GPU_OPS" ] || TF_REQ="tensorflow[and-cuda]==$TF_VERSION"
 
 say() { printf '[install] %s\n' "$*"; }
 
@@ -54,20 +59,21 @@ PIP=("$VPY" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade "pip>=24" "setuptools<81" wheel
 say "installing the pinned stack (constraints.txt)"
 "${PIP[@]}" install -q -c constraints.txt \
-  "tensorflow==$TF_VERSION" tf-keras ml-dtypes numpy pyarrow pyspark petastorm pandas \
+  "$TF_REQ" tf-keras ml-dtypes numpy pyarrow pyspark petastorm pandas \
   opencv-python-headless pillow scikit-learn scipy \
   cffi cloudpickle psutil pyyaml packaging cmake \
   pytest pytest-timeout ruff mypy
 
 # --- Horovod: build from sdist against the installed TensorFlow, cache the wheel -------------
 PYTAG="$("$VPY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
-WHEEL_DIR="$CACHE/wheels/horovod-$HOROVOD_VERSION-tf$TF_VERSION-$PYTAG-$(uname -m)"
+WHEEL_DIR="$CACHE/wheels/horovod-$HOROVOD_VERSION-tf$TF_VERSION-$PYTAG-$(uname -m)${GPU_OPS:+-gpu-$GPU_OPS}"
+WANT_NCCL=0; [ -z "$GPU_OPS" ] || WANT_NCCL=1
 if "$VPY" -c "import horovod, sys; sys.exit(0 if horovod.__version__ == '$HOROVOD_VERSION' else 1)" 2>/dev/null \
-   && "$VPY" -c "import horovod.tensorflow" >/dev/null 2>&1; then
+   && TF_USE_LEGACY_KERAS=1 "$VPY" -c "import sys, horovod.tensorflow as h; sys.exit(0 if bool(h.nccl_built()) == bool($WANT_NCCL) else 1)" >/dev/null 2>&1; then
   say "Horovod $HOROVOD_VERSION already installed"
 else
   if ! ls "$WHEEL_DIR"/horovod-*.whl >/dev/null 2>&1; then
-    say "building Horovod $HOROVOD_VERSION from source (about 3 minutes on 2 cores)"
+    say "building Horovod $HOROVOD_VERSION from source (about 3 minutes on 2 cores)${GPU_OPS:+, GPU operations: $GPU_OPS}"
     BUILD="$(mktemp -d)"
     "${PIP[@]}" download -q --no-deps --no-binary :all: "horovod==$HOROVOD_VERSION" -d "$BUILD"
     tar -xzf "$BUILD"/horovod-$HOROVOD_VERSION.tar.gz -C "$BUILD"
@@ -77,6 +83,7 @@ else
     grep -q '^#if 0' "$SRC/horovod/tensorflow/xla_mpi_ops.cc" || { say "ERROR: XLA guard not found"; exit 1; }
     mkdir -p "$WHEEL_DIR"
     export PATH="$VENV/bin:$PATH"
+    if [ -n "$GPU_OPS" ]; then export HOROVOD_GPU_OPERATIONS="$GPU_OPS"; else unset HOROVOD_GPU_OPERATIONS; fi
     HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
     HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 HOROVOD_CPU_OPERATIONS=GLOO \
     CMAKE_POLICY_VERSION_MINIMUM=3.5 \
@@ -98,4 +105,5 @@ CHECK="$(TF_USE_LEGACY_KERAS=1 "$VENV/bin/horovodrun" --check-build)"
 echo "$CHECK" | sed 's/^/    /'
 echo "$CHECK" | grep -q '\[X\] TensorFlow' || { say "ERROR: Horovod was built without TensorFlow"; exit 1; }
 echo "$CHECK" | grep -q '\[X\] Gloo' || { say "ERROR: Horovod was built without Gloo"; exit 1; }
+[ -z "$GPU_OPS" ] || echo "$CHECK" | grep -q "\[X\] $GPU_OPS" || { say "ERROR: Horovod was built without $GPU_OPS"; exit 1; }
 "$VPY" -c "import sparkdl_pipe, pyspark, petastorm, tensorflow as tf; print('[install] OK: sparkdl_pipe', sparkdl_pipe.__version__, 'pyspark', pyspark.__version__, 'tensorflow', tf.__version__)"

@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A Spark standalone cluster from pip's pyspark: a master and workers as processes.",
         epilog="examples:\n  python -m sparkdl_pipe.cluster up --dir .cluster      # make cluster-up\n"
                "  python -m sparkdl_pipe.cluster down --dir .cluster    # make cluster-down\n"
-               "  python -m sparkdl_pipe.cluster master --host 0.0.0.0  # foreground (docker)",
+               "  python -m sparkdl_pipe.cluster master                 # foreground (docker-compose)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("up", help="start a master and workers in the background, wait until registered")
@@ -353,12 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="print the master's URL and its workers")
     p.add_argument("--dir", default=".cluster")
     p = sub.add_parser("master", help="run a master in the foreground (docker-compose)")
-    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--host", default=socket.gethostname(), help="address to bind and advertise (default: hostname)")
     p.add_argument("--port", type=int, default=MASTER_PORT)
     p.add_argument("--ui-port", type=int, default=MASTER_UI_PORT)
     p = sub.add_parser("worker", help="run a worker in the foreground (docker-compose)")
     p.add_argument("master_url", help="spark://HOST:PORT")
-    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--host", default=socket.gethostname(), help="address to bind and advertise (default: hostname)")
     p.add_argument("--ui-port", type=int, default=WORKER_UI_PORT)
     p.add_argument("--work-dir", default=None)
     _worker_args(p)

@@ -5,6 +5,7 @@ Runs on: driver. The per-batch work is :func:`sparkdl_pipe.executor.score.score_
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -133,6 +134,7 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
         rejects_by_reason = {r["reason"]: r["n"] for r in stats if r["reason"] is not None}
         n_rej = sum(rejects_by_reason.values())
         acc = correct / labelled if labelled else None
+        devices = sorted(r["device"] for r in scored.select("device").distinct().collect())
         with storage.staged_output(out, cfg.overwrite) as staging:
             scored.filter(F.col("reason").isNull()) \
                 .select("path", "prediction", "label_name", "probability", "true_label", "model_name", "model_id") \
@@ -148,6 +150,7 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
                 "rejects_by_reason": rejects_by_reason, "labelled_rows": labelled, "accuracy": acc,
                 "skipped": {"hidden": len(hidden), "examples": hidden[:20]},
                 "batch_size": cfg.batch_size, "seconds": time.time() - t0,
+                "devices": [json.loads(d) for d in devices if d],
             })
     finally:
         scored.unpersist()

@@ -132,7 +132,7 @@ def run_training(spark, cfg: TrainConfig) -> TrainResult:
                         "counts": {s: info.count(s) for s in storage.SPLITS}},
             "training": {**cfg.to_dict(), "num_proc": num_proc, "steps_per_epoch": steps,
                          "threads_per_rank": threads, "effective_learning_rate": cfg.learning_rate * num_proc,
-                         "seconds": time.time() - t0},
+                         "seconds": time.time() - t0, "devices": [r.get("devices") for r in results]},
             "history": hist,
             "final": {"val_accuracy": val_acc, "val_loss": float(hist[-1]["val_loss"]) if val_acc is not None else None,
                       "test_accuracy": test["accuracy"] if test else None,

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
+from sparkdl_pipe.executor.devices import DeviceAssignment, pin_task_gpu, task_gpu_addresses
 from sparkdl_pipe.executor.ingest import (
     MISSING_FILE,
     label_from_rel_path,
@@ -27,7 +28,7 @@ from sparkdl_pipe.schema import decode_pixels
 
 #: Spark DDL of what :func:`score_batches` yields.
 SCORED_DDL = ("path string, true_label string, prediction int, label_name string, probability double, "
-              "model_name string, model_id string, reason string, message string")
+              "model_name string, model_id string, reason string, message string, device string")
 
 
 class ModelCache:
@@ -38,10 +39,13 @@ class ModelCache:
         self._model = None
         self._lock = threading.Lock()
         self.loads = 0
+        self.devices: DeviceAssignment | None = None
 
     def get(self, path: str, model_id: str, threads: int | None = None):
         with self._lock:
             if self._key != (path, model_id):
+                if self.devices is None:  # first model in this worker: its task's GPU, before TF import
+                    self.devices = pin_task_gpu()
                 # Importing this module ran sparkdl_pipe/__init__ (TF_USE_LEGACY_KERAS) already.
                 import tensorflow as tf
 
@@ -72,6 +76,20 @@ def _true_labels(pdf: pd.DataFrame, root_path: str | None, known: set[str]) -> l
     return [lab if lab in known else None for lab in labels]
 
 
+def _device_record() -> str:
+    """JSON: the GPUs this task was given and the ones this worker's TensorFlow was pinned to.
+
+    A Python worker pins the GPU of the first task it loads a model for; Spark may later reuse the
+    worker for a task given another GPU (``task_gpus`` then differs from ``cuda_visible_devices``).
+    """
+    pinned = MODEL_CACHE.devices
+    addrs, source = task_gpu_addresses()
+    cuda = pinned.cuda_visible_devices if pinned else None
+    import tensorflow as tf
+
+    return DeviceAssignment(addrs, source, cuda, len(tf.config.list_physical_devices("GPU"))).to_json()
+
+
 def predict_arrays(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """Class probabilities for (N, H, W, C) uint8 inputs, ``batch_size`` rows per model call."""
     if len(x) == 0:
@@ -95,6 +113,7 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
     known = set(labels)
     model = MODEL_CACHE.get(model_path, model_id, threads)
     names = np.asarray(labels, dtype=object)
+    device = _device_record()
     for pdf in batches:
         n = len(pdf)
         reason: list[str | None] = [None] * n
@@ -139,4 +158,5 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
             "model_id": model_id,
             "reason": reason,
             "message": message,
+            "device": device,
         })

@@ -47,6 +47,9 @@ def train_rank(p: dict) -> dict:
     rank can run out of data and leave the others waiting in allreduce.
     """
     # Unpickling this function imported sparkdl_pipe, whose _env set TF_USE_LEGACY_KERAS already.
+    from sparkdl_pipe.executor.devices import pin_task_gpu
+
+    devices = pin_task_gpu()  # the GPU Spark gave this rank's task, before TensorFlow is imported
     import tensorflow as tf
 
     threads = int(p["threads"])
@@ -157,4 +160,5 @@ def train_rank(p: dict) -> dict:
         clean.set_weights(model.get_weights())
         clean.save(p["model_path"])
     return {"rank": rank, "size": size, "history": cb.history, "test": test,
-            "weights_digest": digest, "steps_per_epoch": steps, "seconds": time.time() - t_start}
+            "weights_digest": digest, "steps_per_epoch": steps, "seconds": time.time() - t_start,
+            "devices": devices.with_tf_gpus().to_dict()}
