@@ -5,11 +5,15 @@ Runs on: driver.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import time
 
 from sparkdl_pipe._env import EXECUTOR_ENV
 from sparkdl_pipe.errors import SparkSetupError
+
+log = logging.getLogger(__name__)
 
 
 def make_spark_session(master: str | None = None, app_name: str = "sparkdl_pipe", conf: dict | None = None):
@@ -47,7 +51,12 @@ def make_spark_session(master: str | None = None, app_name: str = "sparkdl_pipe"
 
 
 def task_slots(spark) -> int:
-    """How many tasks the session can run at once (cores / spark.task.cpus over live executors)."""
+    """How many tasks the session can run at once, now.
+
+    ``local[N]``: N cores / ``spark.task.cpus``. On a cluster: what Spark's scheduler reports for the
+    executors registered so far (cores / ``spark.task.cpus`` and, with GPU scheduling, GPUs /
+    ``spark.task.resource.gpu.amount``, whichever is smaller), 0 before any executor registered.
+    """
     sc = spark.sparkContext
     task_cpus = int(sc.getConf().get("spark.task.cpus", "1"))
     master = sc.master
@@ -56,8 +65,12 @@ def task_slots(spark) -> int:
         cores = (os.cpu_count() or 1) if inner == "*" else int(inner.split(",")[0])
         return max(1, cores // task_cpus)
     try:
-        status = sc._jsc.sc().getExecutorMemoryStatus()
-        n_exec = max(0, status.size() - 1)  # minus the driver
+        jsc = sc._jsc.sc()
+        return int(jsc.maxNumConcurrentTasks(jsc.resourceProfileManager().defaultResourceProfile()))
+    except Exception:  # noqa: BLE001 - internal API; fall back to counting executors
+        pass
+    try:
+        n_exec = max(0, sc._jsc.sc().getExecutorMemoryStatus().size() - 1)  # minus the driver
     except Exception:  # noqa: BLE001 - best effort; fall back to defaultParallelism below
         n_exec = 0
     cores_per_exec = sc.getConf().get("spark.executor.cores")
@@ -66,12 +79,25 @@ def task_slots(spark) -> int:
     return max(1, sc.defaultParallelism // task_cpus)
 
 
-def require_slots(spark, num_proc: int) -> None:
-    """Refuse (instead of hanging) when ``num_proc`` ranks cannot run at once."""
+def require_slots(spark, num_proc: int, wait_seconds: float = 120.0) -> None:
+    """Refuse (instead of hanging) when ``num_proc`` ranks cannot run at once.
+
+    On a cluster, executors register a few seconds after the session starts (spark-submit jobs ask
+    right away), so this waits up to ``wait_seconds`` for enough of them before refusing.
+    """
     slots = task_slots(spark)
+    if slots < num_proc and not spark.sparkContext.master.startswith("local"):
+        log.info("waiting up to %.0fs for executors: %d of %d task slots so far", wait_seconds, slots, num_proc)
+        deadline = time.monotonic() + wait_seconds
+        while slots < num_proc and time.monotonic() < deadline:
+            time.sleep(1.0)
+            slots = task_slots(spark)
     if num_proc > slots:
+        gpu = spark.sparkContext.getConf().get("spark.task.resource.gpu.amount")
+        gpu_txt = (f", spark.task.resource.gpu.amount={gpu} (are there enough GPUs on the workers, "
+                   "and spark.executor.resource.gpu.amount?)") if gpu else ""
         raise SparkSetupError(
             f"--num-proc {num_proc} needs {num_proc} concurrent Spark tasks but this session can run "
             f"{slots} (master {spark.sparkContext.master}, spark.task.cpus="
-            f"{spark.sparkContext.getConf().get('spark.task.cpus', '1')}). Lower --num-proc or add "
+            f"{spark.sparkContext.getConf().get('spark.task.cpus', '1')}{gpu_txt}). Lower --num-proc or add "
             "executors/cores (spark.executor.cores, spark.cores.max)")

@@ -70,7 +70,7 @@ def run_training(spark, cfg: TrainConfig) -> TrainResult:
     n_train = info.count("train")
     if n_train == 0:
         raise DatasetError(f"dataset {cfg.dataset} has an empty train split")
-    num_proc = cfg.num_proc or task_slots(spark)
+    num_proc = cfg.num_proc or max(1, task_slots(spark))  # a fresh cluster session may have no executors yet
     require_slots(spark, num_proc)
     if info.row_groups("train") < num_proc:
         raise DatasetError(f"the train split has {info.row_groups('train')} row groups, fewer than "
