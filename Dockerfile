@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # One image for every service of docker-compose.yml (Spark master, workers, client): the pinned
 # stack installed by the same scripts/install.sh as `make install`, Horovod compiled in the build.
 #   CPU:  docker compose build

@@ -205,10 +205,15 @@ class Cluster:
         """Terminate the workers (and their executors), then the master; return PIDs left (none)."""
         import psutil
 
+        started = self.processes()  # before stopping: orphans of a daemon that died first still count
         order = sorted(self.pids, key=lambda n: n == "master")  # workers first
         for name in order:
             self._stop_tree(name, timeout)
-        left = [p.pid for p in self.processes() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        left = []
+        for p in started:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    left.append(p.pid)
         for name in self.pids:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(self.dir, f"{name}.pid"))

@@ -152,7 +152,13 @@ def publish(staging: str, target: str, overwrite: bool) -> None:
     else:
         fs, src = _fs(staging)
         _, dst = _fs(target)
-        fs.move(src, dst)
+        try:
+            fs.move(src, dst)
+        except NotImplementedError:  # S3 cannot rename a directory: copy it, then drop the staging copy
+            from pyarrow import fs as pafs
+
+            pafs.copy_files(src, dst, source_filesystem=fs, destination_filesystem=fs)
+            fs.delete_dir(src)
 
 
 def check_output(target: str, overwrite: bool) -> None:
