@@ -1,5 +1,5 @@
 # The README's commands. `make install` once, then `make test`; `make demo` runs the main job.
-.PHONY: install test lint demo clean cluster-up cluster-down
+.PHONY: install test lint demo bench clean cluster-up cluster-down
 
 VENV ?= .venv
 
@@ -16,8 +16,11 @@ test: lint
 demo:
 	$(VENV)/bin/sparkdl-pipe demo --workdir sparkdl-demo
 
+bench:
+	$(VENV)/bin/sparkdl-pipe bench --size full --workdir sparkdl-bench --out benchmarks/results
+
 clean:
-	rm -rf sparkdl-demo spark-warehouse
+	rm -rf sparkdl-demo sparkdl-bench spark-warehouse
 
 # A Spark standalone cluster on this machine (README "Running on a cluster"): master + 2 workers,
 # PID files and logs in $(CLUSTER_DIR). Extra options: CLUSTER_ARGS="--master-port 0 --ui-port 0".

@@ -128,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-proc", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
     _common(p)
+
+    p = sub.add_parser("bench", help="benchmark every stage against its limits; writes JSON + Markdown",
+                       formatter_class=fmt)
+    p.add_argument("--size", default="full", choices=["tiny", "small", "full"],
+                   help="tiny (seconds, for tests), small (~3 min), full (the README's table)")
+    p.add_argument("--workdir", default="sparkdl-bench", help="where generated data and outputs go")
+    p.add_argument("--out", default="benchmarks/results", help="directory for bench.json and bench.md")
+    _common(p)
     return parser
 
 
@@ -183,6 +191,12 @@ def _run(args) -> int:
         rep = run_demo(_spark(args), args.workdir, epochs=args.epochs, num_proc=args.num_proc,
                        batch_size=args.batch_size, dataset=args.dataset)
         print(rep.render())
+    elif args.command == "bench":
+        from sparkdl_pipe.bench.run import SIZES, run_benchmark, save_result
+
+        res = run_benchmark(_spark(args), SIZES[args.size], args.workdir, size=args.size)
+        print(res.markdown())
+        print("wrote " + " and ".join(save_result(res, args.out)))
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: the product measured side by side with its limits and hand-wired baselines."""
