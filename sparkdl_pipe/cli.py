@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="default: train rows / (batch size x ranks), the same on every rank")
     p.add_argument("--threads-per-rank", type=int, default=None)
+    p.add_argument("--cache-mb", type=int, default=1024,
+                   help="per-rank budget (MiB) to cache the rank's shard in memory after the first read; "
+                        "0 streams from Petastorm every epoch (default 1024)")
     p.add_argument("--seed", type=int, default=42)
     _common(p)
 
@@ -174,7 +177,7 @@ def _run(args) -> int:
                            batch_size=args.batch_size, learning_rate=args.learning_rate,
                            warmup_epochs=args.warmup_epochs, num_proc=args.num_proc,
                            steps_per_epoch=args.steps_per_epoch, threads_per_rank=args.threads_per_rank,
-                           seed=args.seed, overwrite=args.overwrite)
+                           seed=args.seed, overwrite=args.overwrite, cache_mb=args.cache_mb)
         from sparkdl_pipe.driver.train import run_training
 
         print(run_training(_spark(args), tcfg).summary())

@@ -81,8 +81,13 @@ class TrainConfig:
     shuffle_buffer: int = 4096
     seed: int = 42
     overwrite: bool = False
+    #: Per-rank memory budget (MiB) for caching the rank's shard after its first read; 0 streams
+    #: every epoch from Petastorm.
+    cache_mb: int = 1024
 
     def __post_init__(self) -> None:
+        if self.cache_mb < 0:
+            raise UserInputError("--cache-mb", "0 (stream every epoch) or a budget in MiB", self.cache_mb)
         if self.epochs < 1:
             raise UserInputError("--epochs", "at least 1", self.epochs)
         if not 1 <= self.batch_size <= 65536:

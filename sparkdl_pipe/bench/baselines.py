@@ -119,13 +119,16 @@ def train_in_memory(data: str, model: str, threads: int, batch_size: int, steps:
 
 
 def train_petastorm(url: str, shape: list[int], model: str, num_classes: int, threads: int,
-                    batch_size: int, steps: int, epochs: int, buffer: int, seed: int = 0) -> dict:
-    """The same model and loop, fed by the product's Petastorm -> tf.data pipeline in one process."""
+                    batch_size: int, steps: int, epochs: int, buffer: int, cached: bool, seed: int = 0) -> dict:
+    """The same model and loop, fed by the product's Petastorm input (streamed, or shard cached)."""
     _set_threads(threads)
-    from sparkdl_pipe.executor.data import make_train_dataset
+    from sparkdl_pipe.executor.data import make_cached_train_dataset, make_train_dataset
 
     m = _compiled_model(model, shape, num_classes, seed)
-    ds = make_train_dataset(url, tuple(shape), batch_size, shard=0, shard_count=1, seed=seed, buffer=buffer)
+    if cached:
+        ds, _ = make_cached_train_dataset(url, tuple(shape), batch_size, shard=0, shard_count=1, seed=seed)
+    else:
+        ds = make_train_dataset(url, tuple(shape), batch_size, shard=0, shard_count=1, seed=seed, buffer=buffer)
     timer = _EpochTimer()
     m.fit(ds, epochs=epochs, steps_per_epoch=steps, callbacks=[timer.callback()], verbose=0)
     secs = _steady(timer.times)

@@ -6,6 +6,7 @@ Runs on: driver. The per-rank loop is :func:`sparkdl_pipe.executor.train_worker.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -84,6 +85,9 @@ def run_training(spark, cfg: TrainConfig) -> TrainResult:
     stage_dir = storage.local_path(staging)
     threads = cfg.threads_per_rank or _threads_per_rank(spark, num_proc)
     spec = info.spec
+    # The biggest shard, with a margin: Petastorm deals whole row groups, so shards differ in size.
+    shard_mb = n_train / num_proc * 1.25 * math.prod(spec.shape) / 2**20
+    cache_shard = shard_mb <= cfg.cache_mb
     params = {
         "train_url": info.split_url("train"),
         "val_url": info.split_url("val") if info.count("val") else None,
@@ -93,12 +97,13 @@ def run_training(spark, cfg: TrainConfig) -> TrainResult:
         "shape": list(spec.shape), "num_classes": len(labels), "model": cfg.model,
         "epochs": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
         "warmup_epochs": cfg.warmup_epochs, "steps_per_epoch": steps, "seed": cfg.seed,
-        "threads": threads, "shuffle_buffer": cfg.shuffle_buffer,
+        "threads": threads, "shuffle_buffer": cfg.shuffle_buffer, "cache_shard": cache_shard,
         "checkpoint_dir": os.path.join(stage_dir, "checkpoints"),
         "model_path": os.path.join(stage_dir, mc.MODEL_FILE),
     }
-    log.info("training %s (%s) on %d ranks x %d steps/epoch (every rank the same), %d thread(s) each",
-             cfg.model, builder.__name__, num_proc, steps, threads)
+    log.info("training %s (%s) on %d ranks x %d steps/epoch (every rank the same), %d thread(s) each; "
+             "input %s", cfg.model, builder.__name__, num_proc, steps, threads,
+             f"cached in memory (~{shard_mb:.0f} MiB per rank)" if cache_shard else "streamed from Petastorm")
     env = {**os.environ, **EXECUTOR_ENV}
     import horovod.spark
 
@@ -131,7 +136,8 @@ def run_training(spark, cfg: TrainConfig) -> TrainResult:
             "dataset": {"url": info.url, "fingerprint": info.fingerprint,
                         "counts": {s: info.count(s) for s in storage.SPLITS}},
             "training": {**cfg.to_dict(), "num_proc": num_proc, "steps_per_epoch": steps,
-                         "threads_per_rank": threads, "effective_learning_rate": cfg.learning_rate * num_proc,
+                         "threads_per_rank": threads, "input": "cached" if cache_shard else "streamed",
+                         "effective_learning_rate": cfg.learning_rate * num_proc,
                          "seconds": time.time() - t0, "devices": [r.get("devices") for r in results]},
             "history": hist,
             "final": {"val_accuracy": val_acc, "val_loss": float(hist[-1]["val_loss"]) if val_acc is not None else None,

@@ -87,6 +87,31 @@ def make_train_dataset(url: str, shape: tuple[int, ...], batch_size: int, *, sha
     return tf.data.Dataset.from_generator(gen, output_signature=sig).prefetch(4)
 
 
+def make_cached_train_dataset(url: str, shape: tuple[int, ...], batch_size: int, *, shard: int,
+                              shard_count: int, seed: int):
+    """This rank's whole shard read once into memory, then shuffled every epoch by ``tf.data``.
+
+    For shards that fit the memory budget (the driver decides, see ``TrainConfig.cache_mb``): after
+    the first read no Parquet is parsed and no Python generator runs, so the input pipeline costs
+    the training step next to nothing (the same idea as Horovod's ``inmemory_cache_all``). Like
+    :func:`make_train_dataset` it repeats forever; the caller fixes the steps per epoch.
+    """
+    import tensorflow as tf
+
+    xs, ys = [], []
+    for x, y in read_split(url, shape, shard=shard, shard_count=shard_count):
+        xs.append(x)
+        ys.append(y)
+    if not ys:
+        raise ValueError(f"shard {shard} of {shard_count} of {url} is empty")
+    X, Y = tf.constant(np.concatenate(xs)), tf.constant(np.concatenate(ys))
+    n = int(Y.shape[0])
+    # Shuffle row indices, not rows: one copy of the data, gathered a batch at a time.
+    ds = tf.data.Dataset.range(n).shuffle(n, seed=seed + shard, reshuffle_each_iteration=True).repeat()
+    ds = ds.batch(batch_size, drop_remainder=True).map(lambda i: (tf.gather(X, i), tf.gather(Y, i)))
+    return ds.prefetch(4), n
+
+
 def read_split(url: str, shape: tuple[int, ...], *, shard: int | None = None,
                shard_count: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Every row of a split (or of one shard of it), once, as (images, labels) chunks."""

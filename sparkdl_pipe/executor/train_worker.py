@@ -59,7 +59,7 @@ def train_rank(p: dict) -> dict:
     import horovod.tensorflow.keras as hvd
     import tf_keras as keras
 
-    from sparkdl_pipe.executor.data import make_train_dataset
+    from sparkdl_pipe.executor.data import make_cached_train_dataset, make_train_dataset
     from sparkdl_pipe.models.registry import get_builder
 
     hvd.init()
@@ -81,8 +81,16 @@ def train_rank(p: dict) -> dict:
     opt = hvd.DistributedOptimizer(opt)
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
-    ds = make_train_dataset(p["train_url"], shape, bs, shard=rank, shard_count=size, seed=seed,
-                            buffer=int(p["shuffle_buffer"]))
+    if p.get("cache_shard"):
+        ds, cached_rows = make_cached_train_dataset(p["train_url"], shape, bs, shard=rank, shard_count=size,
+                                                    seed=seed)
+        if rank == 0:
+            print(f"[rank 0] input: shard of {cached_rows} rows cached in memory", flush=True)
+    else:
+        ds = make_train_dataset(p["train_url"], shape, bs, shard=rank, shard_count=size, seed=seed,
+                                buffer=int(p["shuffle_buffer"]))
+        if rank == 0:
+            print("[rank 0] input: streamed from Petastorm every epoch", flush=True)
 
     def allreduce_sum(arr: np.ndarray) -> np.ndarray:
         return np.asarray(hvd_tf.allreduce(tf.constant(arr, dtype=tf.float64), op=hvd_tf.Sum,
