@@ -53,7 +53,7 @@ class BenchConfig:
 
 
 SIZES = {
-    "tiny": BenchConfig(rows=240, jpegs=40, steps=3, epochs=2, udf_rows=60),
+    "tiny": BenchConfig(rows=160, jpegs=24, steps=2, epochs=2, udf_rows=40),
     "small": BenchConfig(rows=3_000, jpegs=500, steps=60, epochs=3, udf_rows=500),
     "full": BenchConfig(),
 }

@@ -1,0 +1,35 @@
+"""The benchmark at a tiny size, so it cannot rot. No timing assertions: rates are only checked to exist."""
+
+import json
+import math
+
+from sparkdl_pipe.bench.run import SIZES, run_benchmark, save_result
+
+
+def test_tiny_benchmark_measures_every_stage_and_writes_json_and_markdown(spark, tmp_path):
+    cfg = SIZES["tiny"]
+    res = run_benchmark(spark, cfg, str(tmp_path / "work"), size="tiny")
+    stages = {r.stage for r in res.rows}
+    assert stages == {"1. ingest", "2. input", "3. Horovod", "4. scoring"}
+    for r in res.rows:
+        assert r.product > 0 and r.baseline > 0 and math.isfinite(r.ratio), r
+    goals = {r.baseline_name: r.goal for r in res.rows if r.goal is not None}
+    assert sorted(goals.values()) == [0.6, 0.7, 0.9, 0.9, 1.7, 10.0]
+    # Growth: three sizes each, and the scoring job saw exactly the train split of each dataset.
+    g = res.details["growth"]
+    assert g["ingest"]["rows"] == [cfg.rows, cfg.rows * 2, cfg.rows * 4]
+    assert len(g["ingest"]["seconds"]) == 3 and len(g["scoring"]["seconds"]) == 3
+    assert g["scoring"]["rows"][0] < g["scoring"]["rows"][1] < g["scoring"]["rows"][2] < cfg.rows * 4
+    # Both training input modes ran on 2 ranks and learned something on the real images.
+    tr = res.details["training"]
+    assert set(tr) >= {"streamed", "cached, default", "in_memory_1_thread", "in_memory_n_threads"}
+    assert len(tr["cached, default"]["history"]) == cfg.epochs
+    assert res.details["memory"]["training rank"] > 50  # MiB: the ranks were seen by the sampler
+    assert res.details["scoring"]["row_udf"]["rows"] == cfg.udf_rows
+
+    jpath, mpath = save_result(res, str(tmp_path / "out"))
+    doc = json.loads(open(jpath).read())
+    assert len(doc["rows"]) == len(res.rows) and doc["machine"]["cores"] >= 1
+    assert all("ratio" in r and "met" in r for r in doc["rows"])
+    md = open(mpath).read()
+    assert md.count("\n| ") == len(res.rows) + 1 and "Growth" in md and "Peak resident memory" in md
