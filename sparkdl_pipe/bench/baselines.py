@@ -53,8 +53,11 @@ def _decode_files(args: tuple[list[str], dict]) -> int:
     return ok
 
 
-def decode_only(paths: list[str], spec: dict, processes: int) -> dict:
-    """Read + decode + resize every file with one process per core: the ingest job's ceiling."""
+def decode_only(root: str, spec: dict, processes: int) -> dict:
+    """Read + decode + resize every file under ``root`` with one process per core: ingest's ceiling."""
+    from sparkdl_pipe.bench.data import list_files
+
+    paths = list_files(root)
     chunks = [(paths[i::processes * 8], spec) for i in range(processes * 8)]
     with get_context("spawn").Pool(processes) as pool:
         pool.map(_decode_files, chunks[:processes])  # warm the workers (imports) before timing

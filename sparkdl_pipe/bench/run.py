@@ -177,7 +177,7 @@ def run_benchmark(spark, cfg: BenchConfig, workdir: str, size: str = "custom") -
     # first: it also warms the JVM and the Python workers for the timed PNG series.
     r = run_ingest_images(spark, IngestImagesConfig(jpg_dir, os.path.join(workdir, "out", "ds-jpeg"),
                                                     jpg_spec, overwrite=True))
-    decj = run_baseline("decode_only", paths=bdata.list_files(jpg_dir), spec=jpg_spec.to_dict(), processes=cores)
+    decj = run_baseline("decode_only", root=jpg_dir, spec=jpg_spec.to_dict(), processes=cores)
     res.rows.append(BenchRow("1. ingest", f"ingest job, {cfg.jpegs:,} {cfg.jpeg_size}px JPEGs -> "
                              f"{cfg.jpeg_target}px", cfg.jpegs / r.seconds, decj["per_s"],
                              f"read+decode+resize only, {cores} processes", 0.6, "images/s"))
@@ -189,7 +189,7 @@ def run_benchmark(spark, cfg: BenchConfig, workdir: str, size: str = "custom") -
         ingest_s.append(r.seconds)
         datasets[mult] = out
     n4 = cfg.rows * 4
-    dec = run_baseline("decode_only", paths=bdata.list_files(png_dirs[4]), spec=png_spec.to_dict(),
+    dec = run_baseline("decode_only", root=png_dirs[4], spec=png_spec.to_dict(),
                        processes=cores)
     res.rows.insert(0, BenchRow("1. ingest", f"ingest job, {n4:,} 28x28 PNGs", n4 / ingest_s[-1],
                                 dec["per_s"], f"read+decode only, {cores} processes", None, "images/s"))
