@@ -94,6 +94,7 @@ def run_training(spark, cfg: TrainConfig) -> TrainResult:
         "test_url": info.split_url("test") if info.count("test") else None,
         "val_shards": max(1, min(num_proc, info.row_groups("val"))),
         "test_shards": max(1, min(num_proc, info.row_groups("test"))),
+        "val_rows": info.count("val"), "test_rows": info.count("test"),
         "shape": list(spec.shape), "num_classes": len(labels), "model": cfg.model,
         "epochs": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
         "warmup_epochs": cfg.warmup_epochs, "steps_per_epoch": steps, "seed": cfg.seed,

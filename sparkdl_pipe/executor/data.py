@@ -16,15 +16,21 @@ from sparkdl_pipe.schema import decode_pixels
 
 @contextlib.contextmanager
 def open_reader(url: str, *, shard: int | None = None, shard_count: int | None = None,
-                num_epochs: int | None = 1, seed: int = 0, shuffle: bool = False, workers: int = 2):
-    """A Petastorm batch reader over the ``image`` and ``label`` columns of one split."""
+                num_epochs: int | None = 1, seed: int = 0, shuffle: bool = False, workers: int = 2,
+                pool: str = "thread"):
+    """A Petastorm batch reader over the ``image`` and ``label`` columns of one split.
+
+    Single passes (``num_epochs=1``) must use ``pool="dummy"``: with Petastorm 0.13.1's thread pool
+    a one-epoch read sometimes ends before yielding anything (about 1 read in 6 on these machines,
+    see benchmarks/NOTES.md). Looping readers (``num_epochs=None``) never end, so they can use threads.
+    """
     from petastorm import make_batch_reader
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reader = make_batch_reader(url, schema_fields=["image", "label"], cur_shard=shard,
                                    shard_count=shard_count, num_epochs=num_epochs,
-                                   shuffle_row_groups=shuffle, seed=seed, reader_pool_type="thread",
+                                   shuffle_row_groups=shuffle, seed=seed, reader_pool_type=pool,
                                    workers_count=workers)
     try:
         yield reader
@@ -115,5 +121,5 @@ def make_cached_train_dataset(url: str, shape: tuple[int, ...], batch_size: int,
 def read_split(url: str, shape: tuple[int, ...], *, shard: int | None = None,
                shard_count: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Every row of a split (or of one shard of it), once, as (images, labels) chunks."""
-    with open_reader(url, shard=shard, shard_count=shard_count, num_epochs=1) as reader:
+    with open_reader(url, shard=shard, shard_count=shard_count, num_epochs=1, pool="dummy") as reader:
         yield from iter_arrays(reader, shape)

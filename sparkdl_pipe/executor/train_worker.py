@@ -98,12 +98,14 @@ def train_rank(p: dict) -> dict:
 
     val_shards = int(p["val_shards"])
 
-    def eval_split(url: str | None, shards: int) -> dict:
+    def eval_split(url: str | None, shards: int, expected_rows: int) -> dict:
         local = np.zeros(3 + n_cls * n_cls)
         if url and rank < shards:
             local = evaluate_shard(model, url, shape, rank if shards > 1 else None,
                                    shards if shards > 1 else None, n_cls)
         tot = allreduce_sum(local)
+        if int(tot[2]) != expected_rows:  # every rank sees the same sum, so all raise together
+            raise RuntimeError(f"evaluation read {int(tot[2])} rows of {url}, the manifest says {expected_rows}")
         n = max(tot[2], 1.0)
         return {"loss": tot[0] / n, "accuracy": tot[1] / n, "rows": int(tot[2]),
                 "confusion": tot[3:].reshape(n_cls, n_cls).astype(int).tolist()}
@@ -135,7 +137,7 @@ def train_rank(p: dict) -> dict:
                 logs[k] = float(v)
             secs = time.time() - self.t0
             if p.get("val_url"):  # every rank takes this branch or none does
-                val = eval_split(p["val_url"], val_shards)
+                val = eval_split(p["val_url"], val_shards, int(p["val_rows"]))
                 logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
                 keys += ["val_loss", "val_accuracy"]
             rec = {"epoch": epoch + 1, **{k: float(logs[k]) for k in keys},
@@ -160,7 +162,7 @@ def train_rank(p: dict) -> dict:
     callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0), cb]
     model.fit(ds, epochs=int(p["epochs"]), steps_per_epoch=steps, callbacks=callbacks, verbose=0)
 
-    test = eval_split(p["test_url"], int(p["test_shards"])) if p.get("test_url") else None
+    test = eval_split(p["test_url"], int(p["test_shards"]), int(p["test_rows"])) if p.get("test_url") else None
     digest = weights_digest(model.get_weights())
     if rank == 0 and p.get("model_path"):
         # Save an uncompiled copy: the Horovod-wrapped optimizer is not part of the served model.
