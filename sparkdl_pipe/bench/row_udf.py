@@ -17,7 +17,7 @@ def predict_one(image: bytes, model_path: str, model_id: str, shape: tuple[int, 
 
     model = MODEL_CACHE.get(model_path, model_id, 1)
     x = np.frombuffer(image, dtype=np.uint8).reshape((1, *shape))
-    return int(np.asarray(model(x, training=False))[0].argmax())
+    return int(np.asarray(model.predict_on_batch(x))[0].argmax())
 
 
 def row_udf_scoring_seconds(spark, split_url: str, model_path: str, model_id: str, shape: tuple[int, ...],
