@@ -205,16 +205,28 @@ def _run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sparkdl-pipe`` console script and of the ``jobs/`` files."""
+    from sparkdl_pipe import config_file
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    config_file.add_config_options(parser)  # --config FILE.yaml / --print-config on every subcommand
+    try:
+        args = config_file.parse_args(parser, argv)
+    except UserInputError as e:
+        print(f"sparkdl-pipe: error: {e}", file=sys.stderr)
+        return e.exit_code
     if not args.command:
         parser.print_help()
         return 2
+    if args.print_config:
+        print(config_file.dump(args), end="")
+        return 0
     # Our own loggers at the asked level; the libraries' (py4j's connection chatter) at WARNING.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("sparkdl_pipe").setLevel(getattr(logging, args.log_level))
     try:
-        return _run(args)
+        status = _run(args)
+        config_file.save_resolved(args, getattr(args, "output", None) or getattr(args, "workdir", None) or "")
+        return status
     except SparkdlPipeError as e:
         print(f"sparkdl-pipe {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
