@@ -16,7 +16,10 @@ from sparkdl_pipe import model_card as mc
 from sparkdl_pipe import storage
 from sparkdl_pipe._env import EXECUTOR_ENV
 from sparkdl_pipe.config import TrainConfig
+from sparkdl_pipe.driver.progress import RankOutputRelay
+from sparkdl_pipe.driver.report import write_run_report
 from sparkdl_pipe.driver.session import require_slots, task_slots
+from sparkdl_pipe.driver.tracking import TrackingConfig, track_training
 from sparkdl_pipe.errors import DatasetError, TrainingError, UserInputError
 from sparkdl_pipe.manifest import load_dataset_info, versions
 from sparkdl_pipe.models.registry import get_builder
@@ -52,7 +55,7 @@ def _threads_per_rank(spark, num_proc: int) -> int:
     return max(1, int(sc.getConf().get("spark.task.cpus", "1")))
 
 
-def run_training(spark, cfg: TrainConfig) -> TrainResult:
+def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.dataset`` with ``num_proc`` Horovod ranks in Spark executors.
 
     Runs on: driver.
@@ -61,6 +64,10 @@ def run_training(spark, cfg: TrainConfig) -> TrainResult:
     ...                                       epochs=5, num_proc=2))  # doctest: +SKIP
     >>> res.test_accuracy  # doctest: +SKIP
     0.91
+
+    Rank 0's per-epoch progress is relayed to the driver's console (see :mod:`.progress`); the
+    model directory gets TensorBoard scalars (``tensorboard/``) and a run report (``report.md``,
+    ``plots/``); with ``tracking`` the run is also recorded in MLflow.
     """
     t0 = time.time()
     info = load_dataset_info(cfg.dataset)
@@ -101,6 +108,7 @@ def run_training(spark, cfg: TrainConfig) -> TrainResult:
         "threads": threads, "shuffle_buffer": cfg.shuffle_buffer, "cache_shard": cache_shard,
         "checkpoint_dir": os.path.join(stage_dir, "checkpoints"),
         "model_path": os.path.join(stage_dir, mc.MODEL_FILE),
+        "tensorboard_dir": os.path.join(stage_dir, "tensorboard"),
     }
     log.info("training %s (%s) on %d ranks x %d steps/epoch (every rank the same), %d thread(s) each; "
              "input %s", cfg.model, builder.__name__, num_proc, steps, threads,
@@ -114,7 +122,7 @@ def run_training(spark, cfg: TrainConfig) -> TrainResult:
         os.makedirs(stage_dir, exist_ok=True)
         try:
             results = horovod.spark.run(train_rank, args=(params,), num_proc=num_proc, env=env,
-                                        start_timeout=600, verbose=0)
+                                        start_timeout=600, verbose=0, stdout=RankOutputRelay())
         except Exception as e:  # noqa: BLE001 - reported as one TrainingError naming the cause
             raise TrainingError(f"Horovod training failed: {type(e).__name__}: {str(e)[-2000:]}") from e
         results = sorted(results, key=lambda r: r["rank"])
@@ -149,6 +157,9 @@ def run_training(spark, cfg: TrainConfig) -> TrainResult:
             "versions": versions(),
         }
         storage.write_json(storage.join(staging, mc.CARD_FILE), card)
+        write_run_report(card, stage_dir)
+    if tracking is not None:
+        track_training(tracking, out)
     res = TrainResult(out, model_id, num_proc, steps, hist, val_acc,
                       test["accuracy"] if test else None, digests, time.time() - t0)
     log.info(res.summary())

@@ -159,7 +159,9 @@ def train_rank(p: dict) -> dict:
                         json.dump({"epoch": epoch + 1, "metrics": rec}, f)
 
     cb = WarmupAndAverage()
-    callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0), cb]
+    from sparkdl_pipe.executor.callbacks import make_rank_callbacks  # rank 0: progress + TensorBoard
+
+    callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0), cb, *make_rank_callbacks(p, rank, size, cb.history)]
     model.fit(ds, epochs=int(p["epochs"]), steps_per_epoch=steps, callbacks=callbacks, verbose=0)
 
     test = eval_split(p["test_url"], int(p["test_shards"]), int(p["test_rows"])) if p.get("test_url") else None

@@ -1,0 +1,172 @@
+"""The run report beside every trained model: ``report.md`` and PNG plots drawn from the model card.
+
+Runs on: driver. Everything comes from the model card (per-epoch history, the test confusion
+matrix), so the numbers in the report are the card's numbers. matplotlib runs with the Agg backend.
+
+Files (under the model directory): ``report.md``, ``plots/curves.png`` (loss and accuracy, train vs
+validation, per epoch), ``plots/confusion.png`` (test split), ``plots/per_class.png`` (test
+precision and recall per class).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+REPORT_FILE = "report.md"
+PLOTS_DIR = "plots"
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    """Per-class precision and recall from a confusion matrix (rows: true, columns: predicted)."""
+
+    labels: list[str]
+    precision: list[float | None]
+    recall: list[float | None]
+    support: list[int]
+
+
+def per_class_metrics(confusion: list[list[int]], labels: list[str]) -> ClassMetrics:
+    """Precision/recall per class; None where a class was never predicted / has no true rows."""
+    cm = np.asarray(confusion, dtype=np.int64)
+    tp = np.diag(cm)
+    pred, true = cm.sum(axis=0), cm.sum(axis=1)
+    prec = [float(tp[i] / pred[i]) if pred[i] else None for i in range(len(labels))]
+    rec = [float(tp[i] / true[i]) if true[i] else None for i in range(len(labels))]
+    return ClassMetrics(list(labels), prec, rec, [int(t) for t in true])
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(history: list[dict], path: str) -> None:
+    """Loss and accuracy per epoch, train vs validation, side by side."""
+    plt = _plt()
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
+        ax.plot(epochs, [h[key] for h in history], "o-", label="train")
+        if any(f"val_{key}" in h for h in history):
+            ax.plot(epochs, [h.get(f"val_{key}") for h in history], "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_confusion(confusion: list[list[int]], labels: list[str], path: str) -> None:
+    """The test confusion matrix with counts in the cells."""
+    plt = _plt()
+    cm = np.asarray(confusion)
+    n = len(labels)
+    size = min(12.0, 3.0 + 0.5 * n)
+    fig, ax = plt.subplots(figsize=(size, size), dpi=100)
+    im = ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(n), labels, rotation=45 if n > 6 else 0, ha="right" if n > 6 else "center")
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"test confusion matrix ({int(cm.sum())} rows)")
+    if n <= 30:
+        hi = cm.max() / 2 if cm.size else 0
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
+                        color="white" if cm[i, j] > hi else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_per_class(m: ClassMetrics, path: str) -> None:
+    """Precision and recall per class as grouped bars."""
+    plt = _plt()
+    n = len(m.labels)
+    x = np.arange(n)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * n + 2), 4), dpi=100)
+    ax.bar(x - 0.2, [p or 0.0 for p in m.precision], 0.4, label="precision")
+    ax.bar(x + 0.2, [r or 0.0 for r in m.recall], 0.4, label="recall")
+    ax.set_xticks(x, m.labels, rotation=45 if n > 6 else 0)
+    ax.set_ylim(0, 1.05)
+    ax.set_title("test precision and recall per class")
+    ax.legend(loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _fmt(v: float | None, digits: int = 4) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def render_markdown(card: dict, plots: dict[str, str]) -> str:
+    """The report's Markdown (numbers taken from ``card``; ``plots`` maps plot name -> relative path)."""
+    tr, fin, hist = card["training"], card["final"], card["history"]
+    lines = [
+        f"# Run report: {card['name']} ({card['model_id']})", "",
+        f"Created {card['created_at']}. Dataset `{card['dataset']['url']}` "
+        f"(fingerprint `{card['dataset']['fingerprint']}`), counts {card['dataset']['counts']}.", "",
+        f"Trained on {tr['num_proc']} Horovod ranks x {tr['steps_per_epoch']} steps/epoch, batch "
+        f"{tr['batch_size']} per rank, {tr['epochs']} epochs, learning rate {tr['learning_rate']} per rank, "
+        f"{tr['seconds']:.1f} s.", "",
+        "## Result", "",
+        "| metric | value |", "|---|---|",
+        f"| validation accuracy | {_fmt(fin.get('val_accuracy'))} |",
+        f"| validation loss | {_fmt(fin.get('val_loss'))} |",
+        f"| test accuracy | {_fmt(fin.get('test_accuracy'))} |",
+        f"| test loss | {_fmt(fin.get('test_loss'))} |",
+        f"| test rows | {fin.get('test_rows', 0)} |", "",
+        "## Per epoch", "",
+        "| epoch | loss | accuracy | val loss | val accuracy | samples/s | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for h in hist:
+        lines.append(f"| {h['epoch']} | {_fmt(h['loss'])} | {_fmt(h['accuracy'])} | {_fmt(h.get('val_loss'))} | "
+                     f"{_fmt(h.get('val_accuracy'))} | {h['samples_per_s']:.0f} | {h['seconds']:.1f} |")
+    lines += ["", f"![loss and accuracy]({plots['curves']})", ""]
+    if fin.get("test_confusion") is not None:
+        m = per_class_metrics(fin["test_confusion"], card["labels"])
+        lines += ["## Test split", "", "| class | precision | recall | rows |", "|---|---|---|---|"]
+        for i, lab in enumerate(m.labels):
+            lines.append(f"| {lab} | {_fmt(m.precision[i])} | {_fmt(m.recall[i])} | {m.support[i]} |")
+        lines += ["", f"![confusion matrix]({plots['confusion']})", "",
+                  f"![precision and recall]({plots['per_class']})", ""]
+    else:
+        lines += ["No test split: no confusion matrix or per-class metrics.", ""]
+    return "\n".join(lines)
+
+
+def write_run_report(card: dict, model_dir: str) -> str:
+    """Write ``report.md`` and the PNG plots into ``model_dir`` (a local path); returns the report path.
+
+    Runs on: driver.
+    """
+    plots_dir = os.path.join(model_dir, PLOTS_DIR)
+    os.makedirs(plots_dir, exist_ok=True)
+    plots = {"curves": f"{PLOTS_DIR}/curves.png"}
+    if card["history"]:
+        plot_curves(card["history"], os.path.join(model_dir, plots["curves"]))
+    conf = card["final"].get("test_confusion")
+    if conf is not None:
+        plots["confusion"] = f"{PLOTS_DIR}/confusion.png"
+        plots["per_class"] = f"{PLOTS_DIR}/per_class.png"
+        plot_confusion(conf, card["labels"], os.path.join(model_dir, plots["confusion"]))
+        plot_per_class(per_class_metrics(conf, card["labels"]), os.path.join(model_dir, plots["per_class"]))
+    path = os.path.join(model_dir, REPORT_FILE)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(render_markdown(card, plots))
+    return path

@@ -1,0 +1,106 @@
+"""Rank-0 Keras callbacks that make training visible: progress lines and TensorBoard scalars.
+
+Runs on: executors (inside the Horovod rank started by :func:`sparkdl_pipe.executor.train_worker.train_rank`).
+TensorFlow and tf_keras are imported inside :func:`make_rank_callbacks`.
+
+Progress channel: rank 0 prints one line per epoch, ``SPARKDL_PROGRESS {json}``, to its stdout.
+The driver passes a stream to ``horovod.spark.run(stdout=...)``; Horovod's task service relays every
+rank's stdout over its own socket to that stream, in local mode and on a cluster alike (without it,
+rank output ends in the executor's stdout log, which on a cluster the driver never sees). The
+driver side is :class:`sparkdl_pipe.driver.progress.RankOutputRelay`.
+
+TensorBoard: the ``tensorboard`` package is not a dependency and ``tf.summary.scalar`` needs it,
+so scalars are written with TensorFlow's core ``tf.summary.write`` op and the scalar plugin's
+metadata: the event files are the ones TensorBoard's scalar dashboard reads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+PROGRESS_MARK = "SPARKDL_PROGRESS "
+
+#: Per-epoch record keys written to TensorBoard (as ``train/loss``, ``val/accuracy``, ...).
+_TB_TAGS = {"loss": "train/loss", "accuracy": "train/accuracy", "val_loss": "val/loss",
+            "val_accuracy": "val/accuracy", "samples_per_s": "perf/samples_per_s",
+            "learning_rate": "train/learning_rate"}
+
+
+def progress_line(record: dict) -> str:
+    """The one-line wire form of a progress record (what rank 0 prints)."""
+    return PROGRESS_MARK + json.dumps(record, sort_keys=True)
+
+
+def parse_progress_line(line: str) -> dict | None:
+    """The record in a relayed line (Horovod may prefix it with ``[rank]<stdout>:``), or None."""
+    i = line.find(PROGRESS_MARK)
+    if i < 0:
+        return None
+    try:
+        rec = json.loads(line[i + len(PROGRESS_MARK):])
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def write_scalars(writer, record: dict, step: int) -> None:
+    """Write a record's numeric metrics as TensorBoard scalars at ``step`` (no tensorboard package needed)."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    meta = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    with writer.as_default():
+        for key, tag in _TB_TAGS.items():
+            if record.get(key) is not None:
+                tf.summary.write(tag, tf.constant(float(record[key]), dtype=tf.float32), step=step,
+                                 metadata=meta)
+    writer.flush()
+
+
+def make_rank_callbacks(p: dict, rank: int, size: int, history: list[dict]) -> list:
+    """Rank 0's progress and TensorBoard callbacks (an empty list on other ranks).
+
+    ``history`` is the list the averaging callback appends each epoch's cross-rank record to; these
+    callbacks must come after it in the callback list, and read ``history[-1]``.
+    """
+    if rank != 0:
+        return []
+    import tensorflow as tf
+    import tf_keras as keras
+
+    epochs = int(p["epochs"])
+
+    class Progress(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.t0 = time.time()
+            print(progress_line({"event": "start", "ranks": size, "epochs": epochs,
+                                 "steps_per_epoch": int(p["steps_per_epoch"]),
+                                 "batch_size": int(p["batch_size"])}), flush=True)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if not history:
+                return
+            elapsed = time.time() - self.t0
+            done = epoch + 1
+            rec = {"event": "epoch", "epochs": epochs, **history[-1], "elapsed_s": elapsed,
+                   "eta_s": elapsed / done * (epochs - done)}
+            print(progress_line(rec), flush=True)
+
+    callbacks: list = [Progress()]
+    tb_dir = p.get("tensorboard_dir")
+    if tb_dir:
+        class TensorBoardScalars(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.writer = tf.summary.create_file_writer(tb_dir)
+
+            def on_epoch_end(self, epoch, logs=None):
+                if history:
+                    write_scalars(self.writer, history[-1], step=epoch + 1)
+
+            def on_train_end(self, logs=None):
+                self.writer.close()
+
+        callbacks.append(TensorBoardScalars())
+    return callbacks
