@@ -61,7 +61,7 @@ say "installing the pinned stack (constraints.txt)"
 "${PIP[@]}" install -q -c constraints.txt \
   "$TF_REQ" tf-keras ml-dtypes numpy pyarrow pyspark petastorm pandas \
   opencv-python-headless pillow scikit-learn scipy \
-  cffi cloudpickle psutil pyyaml packaging cmake \
+  cffi cloudpickle psutil pyyaml packaging cmake matplotlib mlflow-skinny \
   pytest pytest-timeout ruff mypy
 
 # --- Horovod: build from sdist against the installed TensorFlow, cache the wheel -------------

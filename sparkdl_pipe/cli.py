@@ -30,7 +30,9 @@ examples:
 
 Models: mlp, cnn, or a function 'module:function' taking (input_shape, num_classes) and returning a
 tf_keras model that outputs softmax probabilities. --batch-size is per rank. Output: <output>/model.keras,
-<output>/model_card.json, <output>/checkpoints/."""
+<output>/model_card.json, <output>/checkpoints/, <output>/report.md + plots/*.png (run report),
+<output>/tensorboard/ (TensorBoard scalars); with --mlflow an MLflow run (params, per-epoch metrics,
+model + card as artifacts, dataset fingerprint as a tag). Progress is printed per epoch."""
 
 EPILOG_SCORE = """\
 examples:
@@ -111,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-rank budget (MiB) to cache the rank's shard in memory after the first read; "
                         "0 streams from Petastorm every epoch (default 1024)")
     p.add_argument("--seed", type=int, default=42)
+    g = p.add_argument_group("tracking")
+    g.add_argument("--mlflow", action="store_true", help="record the run in MLflow (default store: <output>/mlruns)")
+    g.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI (implies --mlflow)")
+    g.add_argument("--mlflow-experiment", default="sparkdl_pipe", help="MLflow experiment name")
     _common(p)
 
     p = sub.add_parser("score", help="batch scoring with a trained model (vectorized Spark UDF)",
@@ -156,6 +162,7 @@ def _spark(args):
 
 def _run(args) -> int:
     from sparkdl_pipe.config import IngestImagesConfig, ScoreConfig, SplitConfig, TrainConfig
+    from sparkdl_pipe.driver.progress import StageProgress
     from sparkdl_pipe.preprocess.spec import ImageSpec
 
     if args.command == "ingest-images":
@@ -171,23 +178,30 @@ def _run(args) -> int:
             manifest_split_col=args.split_col, row_group_mb=args.row_group_mb, overwrite=args.overwrite)
         from sparkdl_pipe.driver.ingest import run_ingest_images
 
-        print(run_ingest_images(_spark(args), cfg).summary())
+        spark = _spark(args)
+        with StageProgress(spark, "ingest"):
+            print(run_ingest_images(spark, cfg).summary())
     elif args.command == "train":
         tcfg = TrainConfig(dataset=args.dataset, output=args.output, model=args.model, epochs=args.epochs,
                            batch_size=args.batch_size, learning_rate=args.learning_rate,
                            warmup_epochs=args.warmup_epochs, num_proc=args.num_proc,
                            steps_per_epoch=args.steps_per_epoch, threads_per_rank=args.threads_per_rank,
                            seed=args.seed, overwrite=args.overwrite, cache_mb=args.cache_mb)
+        from sparkdl_pipe.driver.tracking import TrackingConfig
         from sparkdl_pipe.driver.train import run_training
 
-        print(run_training(_spark(args), tcfg).summary())
+        tracking = TrackingConfig(args.mlflow_uri, args.mlflow_experiment) \
+            if args.mlflow or args.mlflow_uri else None
+        print(run_training(_spark(args), tcfg, tracking=tracking).summary())
     elif args.command == "score":
         scfg = ScoreConfig(model=args.model, input=args.input, output=args.output, batch_size=args.batch_size,
                            input_format=args.input_format, manifest_path_col=args.path_col,
                            overwrite=args.overwrite)
         from sparkdl_pipe.driver.score import run_scoring
 
-        print(run_scoring(_spark(args), scfg).summary())
+        spark = _spark(args)
+        with StageProgress(spark, "score"):
+            print(run_scoring(spark, scfg).summary())
     elif args.command == "demo":
         from sparkdl_pipe.driver.demo import run_demo
 
