@@ -23,7 +23,7 @@ from sparkdl_pipe.driver.files import (
     resolved_path,
     spread,
 )
-from sparkdl_pipe.errors import DatasetError
+from sparkdl_pipe.errors import DatasetError, UserInputError
 from sparkdl_pipe.executor.ingest import DECODED_DDL, decode_images, path_of
 from sparkdl_pipe.schema import image_unischema, schema_json
 
@@ -115,9 +115,6 @@ def run_ingest_images(spark, cfg: IngestImagesConfig) -> IngestResult:
     >>> run_ingest_images(spark, cfg).counts  # doctest: +SKIP
     {'train': 800, 'val': 100, 'test': 100}
     """
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
     t0 = time.time()
     inp, out = storage.to_url(cfg.input), storage.to_url(cfg.output)
     if not storage.exists(inp):
@@ -135,7 +132,59 @@ def run_ingest_images(spark, cfg: IngestImagesConfig) -> IngestResult:
         src, hidden = read_binary_files(spark, inp)
     fn = partial(decode_images, spec_dict=spec.to_dict(), seed=cfg.split.seed,
                  root=None if is_manifest else inp, from_manifest=is_manifest)
-    decoded = src.mapInPandas(fn, DECODED_DDL).persist(StorageLevel.MEMORY_AND_DISK)
+    return write_ingested(spark, src.mapInPandas(fn, DECODED_DDL), cfg, inp, out,
+                          "manifest" if is_manifest else "folder", hidden, t0)
+
+
+def run_ingest_dataframe(spark, df, cfg: IngestImagesConfig, input_col: str, label_col: str,
+                         path_col: str | None = None) -> IngestResult:
+    """Ingest a DataFrame of images (``input_col``: file bytes, or a path/URL string) and labels.
+
+    Runs on: driver. The same decoding, split rule, Petastorm writing, rejects and manifest as
+    :func:`run_ingest_images`; ``cfg.input`` only names the source in the manifest. Each record's
+    split key is ``path_col`` when given, the path (string input), or ``sha1:<content hash>``.
+
+    >>> run_ingest_dataframe(spark, df, cfg, input_col="image", label_col="label")  # doctest: +SKIP
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import BinaryType, StringType
+
+    t0 = time.time()
+    out = storage.to_url(cfg.output)
+    storage.check_output(out, cfg.overwrite)
+    for col, what in ((input_col, "input column"), (label_col, "label column")):
+        if col not in df.columns:
+            raise UserInputError(f"{what} {col!r} is not in the DataFrame", f"one of {df.columns}")
+    kind = df.schema[input_col].dataType
+    if isinstance(kind, BinaryType):
+        content = F.col(input_col)
+        key = F.col(path_col).cast("string") if path_col else F.concat(F.lit("sha1:"), F.sha2(content, 256))
+        cols = [key.alias("path"), content.alias("content")]
+    elif isinstance(kind, StringType):
+        cols = [F.col(input_col).alias("path")]
+    else:
+        raise UserInputError(f"input column {input_col!r}", "binary (image file bytes) or string (path/URL)",
+                             kind.simpleString())
+    src = df.select(*cols, F.col(label_col).cast("string").alias("label_name"),
+                    F.lit(None).cast("string").alias("split_hint"))
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "512")
+    fn = partial(decode_images, spec_dict=cfg.image.to_dict(), seed=cfg.split.seed, root=None,
+                 from_manifest=True)
+    return write_ingested(spark, spread(src, rows_per_partition=2000).mapInPandas(fn, DECODED_DDL), cfg,
+                          cfg.input, out, "dataframe", [], t0)
+
+
+def write_ingested(spark, decoded, cfg: IngestImagesConfig, inp: str, out: str, input_kind: str,
+                   hidden: list[str], t0: float) -> IngestResult:
+    """Split, write and publish decoded records (rows of ``DECODED_DDL``): the second half of ingest.
+
+    Runs on: driver.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    spec = cfg.image
+    decoded = decoded.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         stats = decoded.groupBy(F.col("reason"), F.col("label_name"), F.col("split_hint")).count().collect()
         total = sum(r["count"] for r in stats)
@@ -176,7 +225,7 @@ def run_ingest_images(spark, cfg: IngestImagesConfig) -> IngestResult:
             doc = {
                 "format": mf.FORMAT, "format_version": mf.FORMAT_VERSION, "kind": "image",
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "input": inp, "input_kind": "manifest" if is_manifest else "folder",
+                "input": inp, "input_kind": input_kind,
                 "input_records": total,
                 "preprocess": spec.to_dict(), "preprocess_fingerprint": spec.fingerprint(),
                 "schema": schema_json(spec.shape),

@@ -80,12 +80,14 @@ def decode_images(batches: Iterator[pd.DataFrame], spec_dict: dict, seed: int, r
     """Decode + resize a partition of images. Every input row yields exactly one output row.
 
     Folder input has columns ``path, content``; label and split come from the path relative to
-    ``root``. Manifest input has ``path, label_name, split_hint``; bytes are read here by path.
+    ``root``. Manifest input has ``path, label_name, split_hint``; bytes are read here by path,
+    unless the batch also has ``content`` (a DataFrame of image bytes).
     Rejected rows carry ``reason``/``message`` and no image.
     """
     spec = ImageSpec.from_dict(spec_dict)
     root_path = root_prefix(root) if root else None
     for pdf in batches:
+        has_content = "content" in pdf.columns  # a DataFrame source with bytes (else read by path)
         out: dict[str, list] = {k: [] for k in ("path", "rel_path", "label_name", "split_hint", "u",
                                                 "order_key", "image", "reason", "message")}
         for row in pdf.itertuples(index=False):
@@ -100,7 +102,7 @@ def decode_images(batches: Iterator[pd.DataFrame], spec_dict: dict, seed: int, r
                 else:
                     label = None
                 hint = SPLIT_ALIASES.get(str(hint).strip().lower()) if isinstance(hint, str) else None
-                data, err = read_bytes(path)
+                data, err = (row.content, None) if has_content else read_bytes(path)
             else:
                 rel = relative_to(path, root_path)
                 label, hint = label_from_rel_path(rel)

@@ -100,6 +100,51 @@ def predict_arrays(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate(outs)
 
 
+def predict_column(model, blobs: pd.Series, spec: ImageSpec, source: str, batch_size: int
+                   ) -> tuple[np.ndarray, np.ndarray, list[str | None], list[str | None]]:
+    """(class index or -1, max probability or NaN, reject reason, message) for one batch of inputs.
+
+    ``source``: ``content`` (image file bytes), ``path`` (read the file here) or ``pixels`` (stored
+    Petastorm pixels). Runs on: executors.
+    """
+    n = len(blobs)
+    reason: list[str | None] = [None] * n
+    message: list[str | None] = [None] * n
+    if source == "pixels":
+        x = decode_pixels(list(blobs), spec.shape)
+        ok = np.ones(n, dtype=bool)
+    else:
+        arrays: list[np.ndarray] = []
+        ok_list: list[bool] = []
+        for i, blob in enumerate(blobs):
+            if blob is None or (source == "path" and not isinstance(blob, str)):
+                reason[i], message[i] = MISSING_FILE, "no input (null)"
+                ok_list.append(False)
+                continue
+            if source == "path":
+                blob, err = read_bytes(blob)
+                if err is not None:
+                    reason[i], message[i] = MISSING_FILE, err
+                    ok_list.append(False)
+                    continue
+            res = decode_image(blob, spec)
+            if res.array is not None:
+                arrays.append(res.array)
+                ok_list.append(True)
+            else:
+                reason[i], message[i] = res.reason, res.message
+                ok_list.append(False)
+        ok = np.asarray(ok_list, dtype=bool)
+        x = stack_images(arrays, spec)
+    probs = predict_arrays(model, x, batch_size)
+    pred = np.full(n, -1, dtype=np.int64)
+    prob = np.full(n, np.nan)
+    if len(probs):
+        pred[ok] = probs.argmax(axis=1)
+        prob[ok] = probs.max(axis=1)
+    return pred, prob, reason, message
+
+
 def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: str, model_name: str,
                   spec_dict: dict, labels: list[str], batch_size: int, source: str,
                   threads: int | None = None, root: str | None = None) -> Iterator[pd.DataFrame]:
@@ -117,38 +162,9 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
     names = np.asarray(labels, dtype=object)
     device = _device_record()
     for pdf in batches:
-        n = len(pdf)
-        reason: list[str | None] = [None] * n
-        message: list[str | None] = [None] * n
-        if source == "pixels":
-            x = decode_pixels(list(pdf["image"]), spec.shape)
-            ok = np.ones(n, dtype=bool)
-        else:
-            arrays: list[np.ndarray] = []
-            ok_list: list[bool] = []
-            blobs = pdf["content"] if source == "content" else pdf["path"]
-            for i, blob in enumerate(blobs):
-                if source == "path":
-                    blob, err = read_bytes(blob)
-                    if err is not None:
-                        reason[i], message[i] = MISSING_FILE, err
-                        ok_list.append(False)
-                        continue
-                res = decode_image(blob, spec)
-                if res.array is not None:
-                    arrays.append(res.array)
-                    ok_list.append(True)
-                else:
-                    reason[i], message[i] = res.reason, res.message
-                    ok_list.append(False)
-            ok = np.asarray(ok_list, dtype=bool)
-            x = stack_images(arrays, spec)
-        probs = predict_arrays(model, x, batch_size)
-        pred = np.full(n, -1, dtype=np.int64)
-        prob = np.full(n, np.nan)
-        if len(probs):
-            pred[ok] = probs.argmax(axis=1)
-            prob[ok] = probs.max(axis=1)
+        col = {"pixels": "image", "content": "content", "path": "path"}[source]
+        pred, prob, reason, message = predict_column(model, pdf[col], spec, source, batch_size)
+        ok = pred >= 0
         label_name = [names[i] if i >= 0 else None for i in pred]
         yield pd.DataFrame({
             "path": pdf["path"].astype(str).values,
@@ -162,3 +178,26 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
             "message": message,
             "device": device,
         })
+
+
+def append_predictions(batches: Iterator[pd.DataFrame], input_col: str, source: str, model_path: str,
+                       model_id: str, spec_dict: dict, labels: list[str], batch_size: int,
+                       out_cols: dict[str, str], threads: int | None = None) -> Iterator[pd.DataFrame]:
+    """Keep every input column and add prediction, predicted label, probability and reject reason.
+
+    The batch function behind the Spark ML Transformer
+    (:class:`sparkdl_pipe.ml.KerasImageClassifierModel`). ``out_cols`` maps ``prediction``,
+    ``label``, ``probability`` and ``reason`` to output column names. Runs on: executors.
+    """
+    spec = ImageSpec.from_dict(spec_dict)
+    model = MODEL_CACHE.get(model_path, model_id, threads)
+    names = np.asarray(labels, dtype=object)
+    for pdf in batches:
+        pred, prob, reason, _ = predict_column(model, pdf[input_col], spec, source, batch_size)
+        ok = pred >= 0
+        out = pdf.copy()
+        out[out_cols["prediction"]] = pd.Series(np.where(ok, pred, 0), dtype="Int32").mask(~ok).values
+        out[out_cols["label"]] = [names[i] if i >= 0 else None for i in pred]
+        out[out_cols["probability"]] = prob
+        out[out_cols["reason"]] = reason
+        yield out

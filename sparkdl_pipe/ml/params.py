@@ -1,0 +1,137 @@
+"""Spark-style Params shared by the image Estimator and its Model (Param + TypeConverters + setters).
+
+Runs on: driver.
+"""
+
+from __future__ import annotations
+
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasInputCol, HasLabelCol, HasPredictionCol, HasProbabilityCol
+
+
+class _ScoringParams(HasInputCol, HasPredictionCol, HasProbabilityCol):
+    """What ``transform`` reads and writes; shared by the Estimator (passed on) and the Model."""
+
+    predictedLabelCol: Param[str] = Param(Params._dummy(), "predictedLabelCol",
+                                          "output column: the predicted label's name",
+                                          typeConverter=TypeConverters.toString)
+    rejectReasonCol: Param[str] = Param(Params._dummy(), "rejectReasonCol",
+                                        "output column: why a row could not be scored (null when scored)",
+                                        typeConverter=TypeConverters.toString)
+    scoreBatchSize: Param[int] = Param(Params._dummy(), "scoreBatchSize",
+                                       "rows per Arrow batch and model call when transforming",
+                                       typeConverter=TypeConverters.toInt)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(inputCol="image", predictionCol="prediction", probabilityCol="probability",
+                         predictedLabelCol="predicted_label", rejectReasonCol="reject_reason",
+                         scoreBatchSize=1024)
+
+    def setInputCol(self, value: str):
+        """Image file bytes (binary) or a path/URL (string)."""
+        return self._set(inputCol=value)
+
+    def setPredictionCol(self, value: str):
+        return self._set(predictionCol=value)
+
+    def setProbabilityCol(self, value: str):
+        """Output column: the predicted class's probability (a double)."""
+        return self._set(probabilityCol=value)
+
+    def setPredictedLabelCol(self, value: str):
+        return self._set(predictedLabelCol=value)
+
+    def getPredictedLabelCol(self) -> str:
+        return self.getOrDefault(self.predictedLabelCol)
+
+    def setRejectReasonCol(self, value: str):
+        return self._set(rejectReasonCol=value)
+
+    def getRejectReasonCol(self) -> str:
+        return self.getOrDefault(self.rejectReasonCol)
+
+    def setScoreBatchSize(self, value: int):
+        return self._set(scoreBatchSize=value)
+
+    def getScoreBatchSize(self) -> int:
+        return self.getOrDefault(self.scoreBatchSize)
+
+
+def _p(name: str, doc: str, conv) -> Param:
+    return Param(Params._dummy(), name, doc, typeConverter=conv)
+
+
+class _TrainingParams(HasLabelCol):
+    """What ``fit`` needs: the data columns, preprocessing, model and Horovod training settings."""
+
+    pathCol = _p("pathCol", "optional column naming each record (split key, kept in the dataset); "
+                 "default: the path (string input) or the content's hash", TypeConverters.toString)
+    model = _p("model", "model builder: mlp, cnn or module:function", TypeConverters.toString)
+    imageSize = _p("imageSize", "[height, width] (or [n] for square) the images are resized to",
+                   TypeConverters.toListInt)
+    channels = _p("channels", "1 (grayscale) or 3 (RGB)", TypeConverters.toInt)
+    epochs = _p("epochs", "training epochs", TypeConverters.toInt)
+    batchSize = _p("batchSize", "training batch size per rank", TypeConverters.toInt)
+    learningRate = _p("learningRate", "learning rate per rank (scaled by the number of ranks)",
+                      TypeConverters.toFloat)
+    numProc = _p("numProc", "Horovod ranks; 0 = the session's task slots", TypeConverters.toInt)
+    seed = _p("seed", "seed for the split and the weights", TypeConverters.toInt)
+    valFraction = _p("valFraction", "fraction of rows for validation", TypeConverters.toFloat)
+    testFraction = _p("testFraction", "fraction of rows for the test split", TypeConverters.toFloat)
+    workDir = _p("workDir", "where fit writes the Petastorm dataset and the model (a path every node "
+                 "sees); default: a new temporary directory (local masters only)", TypeConverters.toString)
+    mlflow = _p("mlflow", "record the training run in MLflow", TypeConverters.toBoolean)
+    mlflowUri = _p("mlflowUri", "MLflow tracking URI (default: <model dir>/mlruns)", TypeConverters.toString)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(labelCol="label", pathCol="", model="cnn", imageSize=[28], channels=1, epochs=5,
+                         batchSize=64, learningRate=1e-3, numProc=0, seed=42, valFraction=0.1,
+                         testFraction=0.1, workDir="", mlflow=False, mlflowUri="")
+
+    def setLabelCol(self, value: str):
+        """String or integer labels."""
+        return self._set(labelCol=value)
+
+    def setPathCol(self, value: str):
+        return self._set(pathCol=value)
+
+    def setModel(self, value: str):
+        return self._set(model=value)
+
+    def setImageSize(self, value):
+        return self._set(imageSize=[value] if isinstance(value, int) else list(value))
+
+    def setChannels(self, value: int):
+        return self._set(channels=value)
+
+    def setEpochs(self, value: int):
+        return self._set(epochs=value)
+
+    def setBatchSize(self, value: int):
+        return self._set(batchSize=value)
+
+    def setLearningRate(self, value: float):
+        return self._set(learningRate=value)
+
+    def setNumProc(self, value: int):
+        return self._set(numProc=value)
+
+    def setSeed(self, value: int):
+        return self._set(seed=value)
+
+    def setValFraction(self, value: float):
+        return self._set(valFraction=value)
+
+    def setTestFraction(self, value: float):
+        return self._set(testFraction=value)
+
+    def setWorkDir(self, value: str):
+        return self._set(workDir=value)
+
+    def setMlflow(self, value: bool):
+        return self._set(mlflow=value)
+
+    def setMlflowUri(self, value: str):
+        return self._set(mlflowUri=value)
