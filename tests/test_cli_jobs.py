@@ -51,12 +51,24 @@ def test_spark_submit_jobs_end_to_end(tmp_path):
              "--channels", "3"])
     assert r.returncode == 0, (r.stdout[-1000:], [ln for ln in r.stderr.splitlines() if "error" in ln.lower()][-5:])
     assert "ingested 96 records" in r.stdout
-    r = run([*submit, "jobs/train.py", "--dataset", ds, "--output", model, "--model", "mlp", "--epochs", "3",
-             "--batch-size", "8", "--num-proc", "2"])
+    cfg = tmp_path / "train.yaml"  # a config file, with a flag overriding one of its values
+    cfg.write_text(f"dataset: {ds}\noutput: {model}\nmodel: mlp\nepochs: 5\nbatch_size: 8\nnum_proc: 2\n")
+    r = run([*submit, "jobs/train.py", "--config", str(cfg), "--epochs", "3"])
     assert r.returncode == 0, (r.stdout[-1000:], [ln for ln in r.stderr.splitlines() if "error" in ln.lower()][-5:])
     card = json.load(open(os.path.join(model, "model_card.json")))
     assert card["training"]["num_proc"] == 2 and card["final"]["test_accuracy"] >= 0.8
+    assert card["training"]["epochs"] == 3
+    # rank 0's progress reached the driver's console, one line per epoch
+    epochs = [ln for ln in r.stderr.splitlines() if ln.startswith("[train] epoch ")]
+    assert [ln.split(":")[0] for ln in epochs] == [f"[train] epoch {i}/3" for i in (1, 2, 3)]
+    assert all("samples/s" in ln and "left" in ln for ln in epochs)
+    assert os.path.exists(os.path.join(model, "report.md"))
     r = run([*submit, "jobs/score.py", "--model", model, "--input", raw, "--output", scores])
     assert r.returncode == 0, (r.stdout[-1000:], [ln for ln in r.stderr.splitlines() if "error" in ln.lower()][-5:])
     summary = json.load(open(os.path.join(scores, "_sparkdl_score.json")))
     assert summary["input_rows"] == 96 and summary["scored"] == 96 and summary["accuracy"] >= 0.8
+    import yaml
+
+    for out, key, value in ((ds, "input", raw), (model, "epochs", 3), (scores, "model", model)):
+        saved = yaml.safe_load(open(os.path.join(out, "_sparkdl_config.yaml")))
+        assert saved[key] == value

@@ -10,11 +10,11 @@ import pytest
 
 from sparkdl_pipe.config import IngestImagesConfig, TrainConfig
 from sparkdl_pipe.driver.ingest import run_ingest_images
-from sparkdl_pipe.driver.progress import RankOutputRelay, StageProgress
+from sparkdl_pipe.driver.progress import ProgressPrinter, ProgressServer, StageProgress
 from sparkdl_pipe.driver.report import per_class_metrics
 from sparkdl_pipe.driver.tracking import TrackingConfig
 from sparkdl_pipe.driver.train import run_training
-from sparkdl_pipe.executor.callbacks import parse_progress_line, progress_line
+from sparkdl_pipe.executor.callbacks import ProgressSink, parse_progress_line, progress_line
 from sparkdl_pipe.preprocess.spec import ImageSpec
 from tests.conftest import make_image_folder
 
@@ -44,7 +44,7 @@ def tracked_run(spark, tmp_path_factory):
     return out, res, sp.lines
 
 
-def test_progress_lines_round_trip_and_relay_prints_each_epoch():
+def test_progress_lines_round_trip_and_printer_prints_each_epoch():
     rec = {"event": "epoch", "epoch": 2, "epochs": 5, "loss": 0.5, "accuracy": 0.8, "val_loss": 0.6,
            "val_accuracy": 0.75, "samples_per_s": 1234.0, "seconds": 1.5, "eta_s": 4.5}
     assert parse_progress_line("[0]<stdout>:" + progress_line(rec)) == rec
@@ -59,13 +59,43 @@ def test_progress_lines_round_trip_and_relay_prints_each_epoch():
         def flush(self):
             pass
 
-    relay = RankOutputRelay(out=Out())  # type: ignore[arg-type]
+    relay = ProgressPrinter(out=Out())  # type: ignore[arg-type]
     wire = "noise\n[0]<stdout>:" + progress_line(rec) + "\n[1]<stdout>:more noise\n"
     for i in range(0, len(wire), 7):  # Horovod writes arbitrary chunks
         relay.write(wire[i:i + 7])
     assert relay.epochs() == [rec]
     assert "epoch 2/5: loss 0.5000 acc 0.8000 | val loss 0.6000 acc 0.7500 | 1234 samples/s" in Out.text
-    assert "~4s left" in Out.text or "~5s left" in Out.text and "noise" not in Out.text
+    assert ("~4s left" in Out.text or "~5s left" in Out.text) and "noise" not in Out.text
+
+
+def test_progress_reaches_the_driver_line_by_line_over_the_socket():
+    import threading
+
+    lines: list[str] = []
+    got = threading.Event()
+
+    class Out:
+        def write(self, s):
+            lines.append(s)
+            got.set()
+
+        def flush(self):
+            pass
+
+    rec = {"event": "epoch", "epoch": 1, "epochs": 2, "loss": 1.0, "accuracy": 0.5, "samples_per_s": 10.0,
+           "seconds": 2.0, "eta_s": 2.0}
+    with ProgressServer("127.0.0.1", out=Out()) as srv:  # type: ignore[arg-type]
+        sink = ProgressSink(srv.address)
+        sink.send(rec)
+        # delivered while the connection is still open (not buffered until the rank exits)
+        assert got.wait(timeout=30), "progress line not delivered while the sender was still connected"
+        sink.send({**rec, "epoch": 2, "eta_s": 0.0})
+        sink.close()
+    assert [r["epoch"] for r in srv.epochs()] == [1, 2]
+    assert lines[0].startswith("[train] epoch 1/2: loss 1.0000 acc 0.5000 | 10 samples/s")
+    # an unreachable driver is not fatal: the rank falls back to its stdout
+    dead = ProgressSink(("127.0.0.1", 1), timeout=2)
+    dead.send(rec)
 
 
 def test_stage_progress_reported_during_ingest(tracked_run):

@@ -2,10 +2,12 @@
 
 Runs on: driver.
 
-- :class:`RankOutputRelay` is the stream handed to ``horovod.spark.run(stdout=...)``: Horovod relays
-  every rank's stdout to it over its task-service socket (local mode and cluster alike). Lines
-  carrying rank 0's ``SPARKDL_PROGRESS`` records are printed as one readable line per epoch; the
-  rest of the ranks' output goes to this module's logger at DEBUG.
+- :class:`ProgressServer` listens on a TCP port for the duration of a training run; rank 0
+  connects to it (address ``spark.driver.host``:port, passed in the rank's parameters) and sends
+  one JSON line per epoch, printed here at once as a readable line. See
+  :mod:`sparkdl_pipe.executor.callbacks` for why this channel and not Horovod's stdout relay.
+  Only lines that parse as progress records are used; anything else is ignored.
+- :class:`ProgressPrinter` turns those records into console lines (also usable as a text stream).
 - :class:`StageProgress` polls Spark's ``StatusTracker`` from a daemon thread and prints each
   active stage's task counts when they change (the ingest and scoring jobs, the Estimator).
 """
@@ -32,10 +34,10 @@ def format_epoch(rec: dict) -> str:
             f"~{rec['eta_s']:.0f}s left")
 
 
-class RankOutputRelay(io.TextIOBase):
-    """A text stream for Horovod's relayed rank stdout; collects and prints progress records.
+class ProgressPrinter(io.TextIOBase):
+    """Collects progress records from text (a line at a time, or any chunks) and prints them.
 
-    Thread-safe: Horovod writes each rank's output from its own thread.
+    Thread-safe: lines may come from several connection threads.
     """
 
     def __init__(self, out: TextIO | None = None, echo: bool = True) -> None:
@@ -71,7 +73,7 @@ class RankOutputRelay(io.TextIOBase):
             text = format_epoch(rec)
         else:
             return
-        log.info(text)
+        log.debug(text)
         if self._echo:
             out = self._out or sys.stderr
             print(text, file=out, flush=True)
@@ -122,7 +124,8 @@ class StageProgress:
             if self._seen.get(sid) != state:
                 self._seen[sid] = state
                 name = info.name.split(" at ")[0]
-                line = f"[{self._label}] stage {sid} {name}: {state[0]}/{state[1]} tasks"
+                name = "" if name.startswith("$") else f" {name}"  # Scala closure names say nothing
+                line = f"[{self._label}] stage {sid}{name}: {state[0]}/{state[1]} tasks"
                 self.lines.append(line)
                 print(line, file=self._out or sys.stderr, flush=True)
 
@@ -133,3 +136,55 @@ class StageProgress:
             except Exception as e:  # noqa: BLE001 - progress display must never break the job
                 log.debug("stage progress poll failed: %s", e)
                 return
+
+
+class ProgressServer:
+    """A TCP server on the driver that rank 0 streams progress lines to, for one training run.
+
+    >>> with ProgressServer("10.0.0.5") as srv:  # doctest: +SKIP
+    ...     params["progress_address"] = srv.address
+    ...     horovod.spark.run(...)
+    """
+
+    def __init__(self, host: str, out: TextIO | None = None, echo: bool = True) -> None:
+        import socket
+
+        self.printer = ProgressPrinter(out=out, echo=echo)
+        self._sock = socket.create_server(("", 0))
+        self._sock.settimeout(0.5)
+        self.address = (host, self._sock.getsockname()[1])
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._accept = threading.Thread(target=self._serve, name="sparkdl-progress-server", daemon=True)
+
+    def __enter__(self) -> ProgressServer:
+        self._accept.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._accept.join(timeout=5)
+        for t in self._threads:
+            t.join(timeout=5)  # rank 0 closed its end when training ended; drain what it sent
+        self._sock.close()
+
+    def _serve(self) -> None:
+
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            t = threading.Thread(target=self._read, args=(conn,), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _read(self, conn) -> None:
+        with conn, conn.makefile("r", encoding="utf-8", errors="replace") as f:
+            for line in f:  # blocks until a line or the peer closes
+                self.printer.write(line)
+
+    def epochs(self) -> list[dict]:
+        return self.printer.epochs()

@@ -16,7 +16,7 @@ from sparkdl_pipe import model_card as mc
 from sparkdl_pipe import storage
 from sparkdl_pipe._env import EXECUTOR_ENV
 from sparkdl_pipe.config import TrainConfig
-from sparkdl_pipe.driver.progress import RankOutputRelay
+from sparkdl_pipe.driver.progress import ProgressServer
 from sparkdl_pipe.driver.report import write_run_report
 from sparkdl_pipe.driver.session import require_slots, task_slots
 from sparkdl_pipe.driver.tracking import TrackingConfig, track_training
@@ -65,7 +65,7 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     >>> res.test_accuracy  # doctest: +SKIP
     0.91
 
-    Rank 0's per-epoch progress is relayed to the driver's console (see :mod:`.progress`); the
+    Rank 0's per-epoch progress is streamed to the driver's console (see :mod:`.progress`); the
     model directory gets TensorBoard scalars (``tensorboard/``) and a run report (``report.md``,
     ``plots/``); with ``tracking`` the run is also recorded in MLflow.
     """
@@ -121,8 +121,10 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     with storage.staged_output(out, cfg.overwrite, staging=staging):
         os.makedirs(stage_dir, exist_ok=True)
         try:
-            results = horovod.spark.run(train_rank, args=(params,), num_proc=num_proc, env=env,
-                                        start_timeout=600, verbose=0, stdout=RankOutputRelay())
+            with ProgressServer(spark.sparkContext.getConf().get("spark.driver.host", "127.0.0.1")) as srv:
+                params["progress_address"] = f"{srv.address[0]}:{srv.address[1]}"  # rank 0 streams epochs here
+                results = horovod.spark.run(train_rank, args=(params,), num_proc=num_proc, env=env,
+                                            start_timeout=600, verbose=0)
         except Exception as e:  # noqa: BLE001 - reported as one TrainingError naming the cause
             raise TrainingError(f"Horovod training failed: {type(e).__name__}: {str(e)[-2000:]}") from e
         results = sorted(results, key=lambda r: r["rank"])

@@ -3,11 +3,12 @@
 Runs on: executors (inside the Horovod rank started by :func:`sparkdl_pipe.executor.train_worker.train_rank`).
 TensorFlow and tf_keras are imported inside :func:`make_rank_callbacks`.
 
-Progress channel: rank 0 prints one line per epoch, ``SPARKDL_PROGRESS {json}``, to its stdout.
-The driver passes a stream to ``horovod.spark.run(stdout=...)``; Horovod's task service relays every
-rank's stdout over its own socket to that stream, in local mode and on a cluster alike (without it,
-rank output ends in the executor's stdout log, which on a cluster the driver never sees). The
-driver side is :class:`sparkdl_pipe.driver.progress.RankOutputRelay`.
+Progress channel: rank 0 sends one JSON line per epoch over TCP to a small server the driver
+runs for the length of the training (:class:`sparkdl_pipe.driver.progress.ProgressServer`, at
+``spark.driver.host``, which executors reach anyway). Horovod's own ``horovod.spark.run(stdout=...)``
+relay was tried first: it reads rank output in 64 KiB blocks, so lines reached the driver only when
+training ended; and without it rank output ends in the executor's stdout log, which on a cluster the
+driver never sees. If the driver cannot be reached, rank 0 prints the lines to its stdout instead.
 
 TensorBoard: the ``tensorboard`` package is not a dependency and ``tf.summary.scalar`` needs it,
 so scalars are written with TensorFlow's core ``tf.summary.write`` op and the scalar plugin's
@@ -44,6 +45,36 @@ def parse_progress_line(line: str) -> dict | None:
     return rec if isinstance(rec, dict) else None
 
 
+class ProgressSink:
+    """Rank 0's end of the progress channel: JSON lines to the driver's socket, else stdout."""
+
+    def __init__(self, address: tuple[str, int] | None, timeout: float = 10.0) -> None:
+        self._sock = None
+        if address:
+            import socket
+
+            try:
+                self._sock = socket.create_connection((address[0], int(address[1])), timeout=timeout)
+            except OSError as e:
+                print(f"[rank 0] progress: driver at {address[0]}:{address[1]} unreachable ({e}); "
+                      "printing progress here", flush=True)
+
+    def send(self, record: dict) -> None:
+        line = progress_line(record) + "\n"
+        if self._sock is not None:
+            try:
+                self._sock.sendall(line.encode())
+                return
+            except OSError:
+                self._sock = None
+        print(line, end="", flush=True)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
 def write_scalars(writer, record: dict, step: int) -> None:
     """Write a record's numeric metrics as TensorBoard scalars at ``step`` (no tensorboard package needed)."""
     import tensorflow as tf
@@ -75,9 +106,14 @@ def make_rank_callbacks(p: dict, rank: int, size: int, history: list[dict]) -> l
     class Progress(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             self.t0 = time.time()
-            print(progress_line({"event": "start", "ranks": size, "epochs": epochs,
-                                 "steps_per_epoch": int(p["steps_per_epoch"]),
-                                 "batch_size": int(p["batch_size"])}), flush=True)
+            addr = p.get("progress_address")  # "host:port" of the driver's ProgressServer
+            host, _, port = addr.rpartition(":") if addr else ("", "", "")
+            self.sink = ProgressSink((host, int(port)) if addr else None)
+            self.sink.send({"event": "start", "ranks": size, "epochs": epochs,
+                            "steps_per_epoch": int(p["steps_per_epoch"]), "batch_size": int(p["batch_size"])})
+
+        def on_train_end(self, logs=None):
+            self.sink.close()
 
         def on_epoch_end(self, epoch, logs=None):
             if not history:
@@ -86,7 +122,7 @@ def make_rank_callbacks(p: dict, rank: int, size: int, history: list[dict]) -> l
             done = epoch + 1
             rec = {"event": "epoch", "epochs": epochs, **history[-1], "elapsed_s": elapsed,
                    "eta_s": elapsed / done * (epochs - done)}
-            print(progress_line(rec), flush=True)
+            self.sink.send(rec)
 
     callbacks: list = [Progress()]
     tb_dir = p.get("tensorboard_dir")
