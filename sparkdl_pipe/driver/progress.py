@@ -169,7 +169,6 @@ class ProgressServer:
         self._sock.close()
 
     def _serve(self) -> None:
-
         while not self._stop.is_set():
             try:
                 conn, _ = self._sock.accept()
