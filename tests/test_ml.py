@@ -80,9 +80,15 @@ def test_pipeline_and_stages_round_trip(spark, fitted, tmp_path):
     assert np.array_equal(before["probability"].values, after["probability"].values)
     st = loaded.stages[-1]
     assert st.getModelDir().endswith("/model") and st.modelInfo().model_id == model.stages[-1].modelInfo().model_id
+    # the fitted stage alone: model.write().save(path) / KerasImageClassifierModel.load(path)
+    model.stages[-1].write().save(str(tmp_path / "alone"))
+    alone = KerasImageClassifierModel.load(str(tmp_path / "alone"))
+    assert alone.modelInfo().model_id == st.modelInfo().model_id and alone.getScoreBatchSize() == 128
 
     # the unfitted Pipeline (with our Estimator) round-trips its params too
     clf = KerasImageClassifier(imageSize=[8, 8], epochs=3, numProc=2, model="mlp", inputCol="png")
+    clf.write().save(str(tmp_path / "clf"))
+    assert KerasImageClassifier.load(str(tmp_path / "clf")).getOrDefault("epochs") == 3
     Pipeline(stages=[clf]).write().save(str(tmp_path / "est"))
     est = Pipeline.load(str(tmp_path / "est")).getStages()[0]
     assert isinstance(est, KerasImageClassifier)
