@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from sparkdl_pipe.errors import UserInputError
-from sparkdl_pipe.preprocess.spec import ImageSpec
+from sparkdl_pipe.preprocess.spec import ImageSpec, TextSpec
 
 
 def _check_fraction(name: str, v: float) -> None:
@@ -65,12 +65,46 @@ class IngestImagesConfig:
 
 
 @dataclass(frozen=True)
+class IngestTextConfig:
+    """Ingest a text corpus (CSV/TSV, JSON Lines, Parquet, or ``root/<label>/*.txt``) into Petastorm.
+
+    ``text`` says how text becomes token ids (the vocabulary is built over the train split);
+    ``input_format`` is ``auto`` or one of csv, tsv, jsonl, parquet, txt.
+    """
+
+    input: str
+    output: str
+    text: TextSpec = field(default_factory=TextSpec)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    input_format: str = "auto"
+    text_col: str = "text"
+    label_col: str = "label"
+    id_col: str | None = None
+    split_col: str = "split"
+    row_group_mb: float = 1.0
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.input:
+            raise UserInputError("--input", "a text file (.csv/.tsv/.jsonl/.parquet) or a folder", self.input)
+        if not self.output:
+            raise UserInputError("--output", "a dataset directory or URL", self.output)
+        if self.input_format not in ("auto", "csv", "tsv", "jsonl", "parquet", "txt"):
+            raise UserInputError("--input-format", "auto, csv, tsv, jsonl, parquet or txt", self.input_format)
+        if not 0.01 <= self.row_group_mb <= 1024:
+            raise UserInputError("row_group_mb", "between 0.01 and 1024", self.row_group_mb)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Horovod-on-Spark training of a registered (or user) model on an ingested dataset."""
 
     dataset: str
     output: str
-    model: str = "cnn"
+    model: str = "auto"  # cnn for image datasets, textcnn for text (models.registry.DEFAULT_MODEL)
     epochs: int = 5
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -107,6 +141,10 @@ class TrainConfig:
         return asdict(self)
 
 
+#: auto, image inputs (folder, manifest), an ingested split (petastorm), raw text inputs.
+SCORE_INPUT_FORMATS = ("auto", "folder", "manifest", "petastorm", "csv", "tsv", "jsonl", "parquet", "txt")
+
+
 @dataclass(frozen=True)
 class ScoreConfig:
     """Batch scoring of raw images (folder, manifest) or an ingested split with a trained model."""
@@ -118,12 +156,16 @@ class ScoreConfig:
     input_format: str = "auto"
     manifest_path_col: str = "path"
     overwrite: bool = False
+    # Raw text input (text models): which columns hold the text, the true label and the record id.
+    text_col: str = "text"
+    label_col: str = "label"
+    id_col: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 1_000_000:
             raise UserInputError("--batch-size", "between 1 and 1000000", self.batch_size)
-        if self.input_format not in ("auto", "folder", "manifest", "petastorm"):
-            raise UserInputError("--input-format", "auto, folder, manifest or petastorm", self.input_format)
+        if self.input_format not in SCORE_INPUT_FORMATS:
+            raise UserInputError("--input-format", ", ".join(SCORE_INPUT_FORMATS), self.input_format)
 
     def to_dict(self) -> dict:
         return asdict(self)

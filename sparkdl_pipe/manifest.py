@@ -12,7 +12,7 @@ from typing import Any
 
 from sparkdl_pipe import storage
 from sparkdl_pipe.errors import DatasetError
-from sparkdl_pipe.preprocess.spec import ImageSpec, spec_from_dict
+from sparkdl_pipe.preprocess.spec import ImageSpec, TextSpec, spec_from_dict
 
 FORMAT = "sparkdl_pipe.dataset"
 FORMAT_VERSION = 1
@@ -56,8 +56,13 @@ class DatasetInfo:
         return list(self.doc["labels"])
 
     @property
-    def spec(self) -> ImageSpec:
+    def spec(self) -> ImageSpec | TextSpec:
         return spec_from_dict(self.doc["preprocess"])
+
+    @property
+    def kind(self) -> str:
+        """'image' or 'text' (manifests written before text datasets existed are image datasets)."""
+        return str(self.doc.get("kind", "image"))
 
     @property
     def fingerprint(self) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from sparkdl_pipe import storage
 from sparkdl_pipe.errors import DatasetError
-from sparkdl_pipe.preprocess.spec import ImageSpec, spec_from_dict
+from sparkdl_pipe.preprocess.spec import ImageSpec, TextSpec, spec_from_dict
 
 CARD_FILE = "model_card.json"
 MODEL_FILE = "model.keras"
@@ -51,8 +51,17 @@ class ModelInfo:
         return list(self.card["labels"])
 
     @property
-    def spec(self) -> ImageSpec:
+    def spec(self) -> ImageSpec | TextSpec:
         return spec_from_dict(self.card["preprocess"])
+
+    @property
+    def kind(self) -> str:
+        return str(self.card.get("kind", "image"))
+
+    @property
+    def vocab_path(self) -> str:
+        """Local path of the vocabulary a text model was trained with (copied into the model directory)."""
+        return storage.local_path(storage.join(self.url, self.card["vocabulary_file"]))
 
 
 def load_model_info(url: str) -> ModelInfo:

@@ -62,7 +62,7 @@ def _read_manifest(spark, url: str, cfg: IngestImagesConfig):
                      split.cast("string").alias("split_hint"))
 
 
-def _split_column(hints: set[str], val_fraction: float, test_fraction: float):
+def split_column(hints: set[str], val_fraction: float, test_fraction: float):
     """Final split: keep the input's own split; carve val out of train when the input has none."""
     from pyspark.sql import functions as F
 
@@ -81,16 +81,17 @@ def _partitions_for(rows: int, row_bytes: int, row_group_mb: float) -> int:
     return max(1, math.ceil(rows / rows_per_group), min(16, rows // 16))
 
 
-def write_split(spark, df, url: str, rows: int, row_bytes: int, row_group_mb: float) -> int:
-    """Write one split as a Petastorm dataset; rows shuffled by a stable key. Returns row groups."""
+def write_split(spark, df, url: str, rows: int, row_bytes: int, row_group_mb: float, unischema=None) -> int:
+    """Write one split as a Petastorm dataset (image schema unless ``unischema`` is given); rows
+    shuffled by a stable key. Returns the number of row groups."""
     from petastorm.etl.dataset_metadata import materialize_dataset
 
+    schema = unischema or image_unischema()
     n = _partitions_for(rows, row_bytes, row_group_mb)
-    out = df.repartition(n, "order_key").sortWithinPartitions("order_key") \
-        .select("image", "label", "label_name", "path")
+    out = df.repartition(n, "order_key").sortWithinPartitions("order_key").select(*schema.fields.keys())
     # Summary metadata (_metadata) carries the row groups: Petastorm then needs no Spark job of its own
     # to open every file again and count them (that job was ~half of a small ingest's time).
-    with materialize_dataset(spark, url, image_unischema(), row_group_size_mb=max(1, math.ceil(row_group_mb)),
+    with materialize_dataset(spark, url, schema, row_group_size_mb=max(1, math.ceil(row_group_mb)),
                              use_summary_metadata=True):
         out.write.mode("overwrite").option("compression", "snappy").parquet(storage.spark_path(url))
     import pyarrow.parquet as pq
@@ -200,7 +201,7 @@ def write_ingested(spark, decoded, cfg: IngestImagesConfig, inp: str, out: str, 
         hints = {r["split_hint"] for r in stats if r["reason"] is None and r["split_hint"]}
         label_map = F.create_map(*[x for i, name in enumerate(labels) for x in (F.lit(name), F.lit(i))])
         accepted = decoded.filter(F.col("reason").isNull()) \
-            .withColumn("split", _split_column(hints, cfg.split.val_fraction, cfg.split.test_fraction)) \
+            .withColumn("split", split_column(hints, cfg.split.val_fraction, cfg.split.test_fraction)) \
             .withColumn("label", label_map[F.col("label_name")].cast("int"))
         per = accepted.groupBy("split", "label_name").count().collect()
         splits: dict[str, dict] = {s: {"count": 0, "per_class": {}} for s in storage.SPLITS}

@@ -22,7 +22,8 @@ from sparkdl_pipe.driver.session import require_slots, task_slots
 from sparkdl_pipe.driver.tracking import TrackingConfig, track_training
 from sparkdl_pipe.errors import DatasetError, TrainingError, UserInputError
 from sparkdl_pipe.manifest import load_dataset_info, versions
-from sparkdl_pipe.models.registry import get_builder
+from sparkdl_pipe.models.registry import get_builder, resolve_model
+from sparkdl_pipe.preprocess.spec import TextSpec
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,18 @@ class TrainResult:
                 f"val accuracy {val}, test accuracy {test}; model {self.output}")
 
 
+def copy_vocabulary(info, model_dir: str, card: dict) -> None:
+    """Copy a text dataset's vocabulary into the model directory and name it in the card."""
+    from sparkdl_pipe.preprocess.text import VOCAB_FILE, load_vocabulary, save_vocabulary
+
+    vocab = load_vocabulary(storage.join(info.url, info.doc["vocabulary"]["path"]))
+    if vocab.fingerprint() != info.spec.vocab_fingerprint:  # type: ignore[union-attr]
+        raise DatasetError("the dataset's vocabulary file does not match its manifest",
+                           info.spec.vocab_fingerprint, vocab.fingerprint(), "Re-ingest the dataset")  # type: ignore[union-attr]
+    save_vocabulary(vocab, os.path.join(model_dir, VOCAB_FILE))
+    card["vocabulary_file"] = VOCAB_FILE
+
+
 def _threads_per_rank(spark, num_proc: int) -> int:
     sc = spark.sparkContext
     if sc.master.startswith("local"):
@@ -71,7 +84,8 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     """
     t0 = time.time()
     info = load_dataset_info(cfg.dataset)
-    builder = get_builder(cfg.model)  # unknown names fail here, before any rank starts
+    model_name = resolve_model(cfg.model, info.kind)
+    builder = get_builder(model_name)  # unknown names fail here, before any rank starts
     labels = info.labels
     if len(labels) < 2:
         raise DatasetError(f"dataset {cfg.dataset} has {len(labels)} label(s)", "at least 2 to train a classifier")
@@ -93,7 +107,8 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     threads = cfg.threads_per_rank or _threads_per_rank(spark, num_proc)
     spec = info.spec
     # The biggest shard, with a margin: Petastorm deals whole row groups, so shards differ in size.
-    shard_mb = n_train / num_proc * 1.25 * math.prod(spec.shape) / 2**20
+    item_bytes = 4 if isinstance(spec, TextSpec) else 1  # int32 token ids, uint8 pixels
+    shard_mb = n_train / num_proc * 1.25 * math.prod(spec.shape) * item_bytes / 2**20
     cache_shard = shard_mb <= cfg.cache_mb
     params = {
         "train_url": info.split_url("train"),
@@ -102,7 +117,8 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
         "val_shards": max(1, min(num_proc, info.row_groups("val"))),
         "test_shards": max(1, min(num_proc, info.row_groups("test"))),
         "val_rows": info.count("val"), "test_rows": info.count("test"),
-        "shape": list(spec.shape), "num_classes": len(labels), "model": cfg.model,
+        "shape": list(spec.shape), "num_classes": len(labels), "model": model_name, "kind": info.kind,
+        "builder_kwargs": {"vocab_size": spec.vocab_len} if isinstance(spec, TextSpec) else {},
         "epochs": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
         "warmup_epochs": cfg.warmup_epochs, "steps_per_epoch": steps, "seed": cfg.seed,
         "threads": threads, "shuffle_buffer": cfg.shuffle_buffer, "cache_shard": cache_shard,
@@ -111,7 +127,7 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
         "tensorboard_dir": os.path.join(stage_dir, "tensorboard"),
     }
     log.info("training %s (%s) on %d ranks x %d steps/epoch (every rank the same), %d thread(s) each; "
-             "input %s", cfg.model, builder.__name__, num_proc, steps, threads,
+             "input %s", model_name, builder.__name__, num_proc, steps, threads,
              f"cached in memory (~{shard_mb:.0f} MiB per rank)" if cache_shard else "streamed from Petastorm")
     env = {**os.environ, **EXECUTOR_ENV}
     import horovod.spark
@@ -139,14 +155,15 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
         test = r0["test"] if params["test_url"] else None
         card = {
             "format": mc.FORMAT, "format_version": mc.FORMAT_VERSION,
-            "name": cfg.model, "model_id": model_id, "model_file": mc.MODEL_FILE,
+            "name": model_name, "model_id": model_id, "model_file": mc.MODEL_FILE, "kind": info.kind,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "input_shape": list(spec.shape), "input_dtype": "uint8", "output": "softmax probabilities",
+            "input_shape": list(spec.shape), "input_dtype": "int32" if info.kind == "text" else "uint8",
+            "output": "softmax probabilities",
             "labels": labels,
             "preprocess": spec.to_dict(), "preprocess_fingerprint": spec.fingerprint(),
             "dataset": {"url": info.url, "fingerprint": info.fingerprint,
                         "counts": {s: info.count(s) for s in storage.SPLITS}},
-            "training": {**cfg.to_dict(), "num_proc": num_proc, "steps_per_epoch": steps,
+            "training": {**cfg.to_dict(), "model": model_name, "num_proc": num_proc, "steps_per_epoch": steps,
                          "threads_per_rank": threads, "input": "cached" if cache_shard else "streamed",
                          "effective_learning_rate": cfg.learning_rate * num_proc,
                          "seconds": time.time() - t0, "devices": [r.get("devices") for r in results]},
@@ -158,6 +175,8 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
             "weights_digest": digests[0],
             "versions": versions(),
         }
+        if isinstance(spec, TextSpec):  # scoring raw text needs only the model directory
+            copy_vocabulary(info, stage_dir, card)
         storage.write_json(storage.join(staging, mc.CARD_FILE), card)
         write_run_report(card, stage_dir)
     if tracking is not None:

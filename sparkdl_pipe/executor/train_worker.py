@@ -24,13 +24,13 @@ def weights_digest(weights: list[np.ndarray]) -> str:
 
 
 def evaluate_shard(model, url: str, shape: tuple[int, ...], shard: int | None, shard_count: int | None,
-                   num_classes: int) -> np.ndarray:
+                   num_classes: int, kind: str = "image") -> np.ndarray:
     """[loss sum, correct, rows] and a flattened confusion matrix over this rank's shard of a split."""
     from sparkdl_pipe.executor.data import read_split
     from sparkdl_pipe.executor.score import predict_arrays
 
     totals = np.zeros(3 + num_classes * num_classes, dtype=np.float64)
-    for x, y in read_split(url, shape, shard=shard, shard_count=shard_count):
+    for x, y in read_split(url, shape, shard=shard, shard_count=shard_count, kind=kind):
         p = predict_arrays(model, x, 1024)
         pred = p.argmax(axis=1)
         totals[0] += float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1.0)).sum())
@@ -75,7 +75,8 @@ def train_rank(p: dict) -> dict:
         print(f"[rank 0] {size} ranks x {steps} steps/epoch x batch {bs} (equal on every rank), "
               f"{threads} thread(s) per rank", flush=True)
 
-    model = get_builder(p["model"])(shape, n_cls)
+    kind = p.get("kind", "image")  # the dataset's kind, from its manifest
+    model = get_builder(p["model"])(shape, n_cls, **p.get("builder_kwargs", {}))
     base_lr = float(p["learning_rate"])
     opt = keras.optimizers.Adam(learning_rate=base_lr * size)
     opt = hvd.DistributedOptimizer(opt)
@@ -83,12 +84,12 @@ def train_rank(p: dict) -> dict:
 
     if p.get("cache_shard"):
         ds, cached_rows = make_cached_train_dataset(p["train_url"], shape, bs, shard=rank, shard_count=size,
-                                                    seed=seed)
+                                                    seed=seed, kind=kind)
         if rank == 0:
             print(f"[rank 0] input: shard of {cached_rows} rows cached in memory", flush=True)
     else:
         ds = make_train_dataset(p["train_url"], shape, bs, shard=rank, shard_count=size, seed=seed,
-                                buffer=int(p["shuffle_buffer"]))
+                                buffer=int(p["shuffle_buffer"]), kind=kind)
         if rank == 0:
             print("[rank 0] input: streamed from Petastorm every epoch", flush=True)
 
@@ -102,7 +103,7 @@ def train_rank(p: dict) -> dict:
         local = np.zeros(3 + n_cls * n_cls)
         if url and rank < shards:
             local = evaluate_shard(model, url, shape, rank if shards > 1 else None,
-                                   shards if shards > 1 else None, n_cls)
+                                   shards if shards > 1 else None, n_cls, kind)
         tot = allreduce_sum(local)
         if int(tot[2]) != expected_rows:  # every rank sees the same sum, so all raise together
             raise RuntimeError(f"evaluation read {int(tot[2])} rows of {url}, the manifest says {expected_rows}")

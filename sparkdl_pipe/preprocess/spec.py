@@ -65,9 +65,70 @@ class ImageSpec:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def spec_from_dict(d: dict) -> ImageSpec:
+NORMALIZATION_FORMS = ("NFKC", "NFC", "NFKD", "NFD")
+TOKENIZERS = ("words-v1",)
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """How raw text becomes a model input: Unicode normalisation, optional lower-casing, the
+    ``words-v1`` tokenizer, the vocabulary lookup, truncation/padding to ``max_len`` int32 ids.
+
+    ``vocab_size`` (most frequent tokens kept) and ``min_count`` say how ingest builds the
+    vocabulary; ``vocab_fingerprint`` and ``vocab_len`` (ids including the reserved 0 = padding and
+    1 = out-of-vocabulary) are filled in by ingest from the vocabulary it built, so the spec's
+    fingerprint changes whenever the token ids would.
+
+    >>> TextSpec(max_len=64).shape
+    (64,)
+    """
+
+    max_len: int = 64
+    lowercase: bool = True
+    normalization: str = "NFKC"
+    tokenizer: str = "words-v1"
+    vocab_size: int = 20000
+    min_count: int = 2
+    vocab_fingerprint: str = ""
+    vocab_len: int = 0
+    kind: str = "text"
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_len, int) or isinstance(self.max_len, bool) or not 1 <= self.max_len <= 100_000:
+            raise UserInputError("--max-len", "an integer between 1 and 100000", self.max_len)
+        if self.normalization not in NORMALIZATION_FORMS:
+            raise UserInputError("--normalization", f"one of {list(NORMALIZATION_FORMS)}", self.normalization)
+        if self.tokenizer not in TOKENIZERS:
+            raise UserInputError("tokenizer", f"one of {list(TOKENIZERS)}", self.tokenizer)
+        if not isinstance(self.vocab_size, int) or not 1 <= self.vocab_size <= 10_000_000:
+            raise UserInputError("--vocab-size", "an integer between 1 and 10000000", self.vocab_size)
+        if not isinstance(self.min_count, int) or self.min_count < 1:
+            raise UserInputError("--min-count", "an integer of at least 1", self.min_count)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self.max_len,)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TextSpec:
+        if d.get("kind") != "text":
+            raise UserInputError("preprocessing spec kind", "'text'", d.get("kind"))
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    def fingerprint(self) -> str:
+        """A stable hash of everything that changes the token ids a text becomes."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def spec_from_dict(d: dict) -> ImageSpec | TextSpec:
     """Rebuild a preprocessing spec from its JSON form (as stored in manifests and model cards)."""
     kind = d.get("kind")
     if kind == "image":
         return ImageSpec.from_dict(d)
-    raise UserInputError("preprocessing spec kind", "one of ['image']", kind)
+    if kind == "text":
+        return TextSpec.from_dict(d)
+    raise UserInputError("preprocessing spec kind", "one of ['image', 'text']", kind)
