@@ -81,6 +81,10 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
     if not storage.exists(inp):
         raise DatasetError(f"input {cfg.input} does not exist")
     storage.check_output(out, cfg.overwrite)
+    if model.kind == "text":
+        from sparkdl_pipe.driver.score_text import run_text_scoring
+
+        return run_text_scoring(spark, cfg, model, inp, out, t0)
     fmt = _detect_format(inp, cfg.input_format)
     spec = model.spec
     labels = model.labels
@@ -109,17 +113,29 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
         src, hidden = read_binary_files(spark, inp)
         source = "content"
     else:
-        raise UserInputError("--input-format", "auto, folder, manifest or petastorm", fmt)
+        raise UserInputError("--input-format", "auto, folder, manifest or petastorm for an image model", fmt)
 
-    # One TensorFlow thread per task core, so concurrent tasks of an executor do not oversubscribe it.
-    threads = 1 if spark.sparkContext.master.startswith("local") else \
-        int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
+    threads = score_threads(spark)
     fn = partial(score_batches, model_path=model.model_path, model_id=model.model_id, model_name=model.name,
                  spec_dict=spec.to_dict(), labels=labels, batch_size=cfg.batch_size, source=source,
                  threads=threads, root=inp if fmt == "folder" else None)
-    from pyspark import StorageLevel
+    return write_scores(src.mapInPandas(fn, SCORED_DDL), cfg, model, inp, out, fmt, hidden, t0)
 
-    scored = src.mapInPandas(fn, SCORED_DDL).persist(StorageLevel.MEMORY_AND_DISK)
+
+def score_threads(spark) -> int:
+    """One TensorFlow thread per task core, so concurrent tasks of an executor do not oversubscribe it."""
+    return 1 if spark.sparkContext.master.startswith("local") else \
+        int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
+
+
+def write_scores(scored, cfg: ScoreConfig, model, inp: str, out: str, fmt: str, hidden: list[str], t0: float,
+                 id_col: str = "path") -> ScoreResult:
+    """Count, check and publish a scored DataFrame (``SCORED_DDL``-like, the record id in ``id_col``):
+    predictions, rejects and the summary JSON. Runs on: driver."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         stats = scored.groupBy("reason").agg(
             F.count(F.lit(1)).alias("n"),
@@ -137,11 +153,11 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
         devices = sorted(r["device"] for r in scored.select("device").distinct().collect())
         with storage.staged_output(out, cfg.overwrite) as staging:
             scored.filter(F.col("reason").isNull()) \
-                .select("path", "prediction", "label_name", "probability", "true_label", "model_name", "model_id") \
+                .select(id_col, "prediction", "label_name", "probability", "true_label", "model_name", "model_id") \
                 .coalesce(max(1, math.ceil(n_ok / 500_000))).write.mode("overwrite") \
                 .parquet(storage.spark_path(storage.join(staging, "predictions")))
             scored.filter(F.col("reason").isNotNull()) \
-                .select("path", "reason", "message", F.lit("score").alias("stage")) \
+                .select(id_col, "reason", "message", F.lit("score").alias("stage")) \
                 .coalesce(1).write.mode("overwrite").parquet(storage.spark_path(storage.join(staging, "rejects")))
             storage.write_json(storage.join(staging, SUMMARY_FILE), {
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -93,12 +93,12 @@ def _read_table(spark, url: str, fmt: str):
     return spark.read.options(**opts).schema(schema).csv(sp)
 
 
-def read_text_input(spark, url: str, fmt: str, text_col: str, label_col: str | None, id_col: str | None = None,
-                    split_col: str | None = None):
+def read_text_input(spark, url: str, fmt: str, text_col: str, label_col: str, id_col: str | None = None,
+                    split_col: str | None = None, label_required: bool = True):
     """(DataFrame, hidden files) for a text input in format ``fmt`` (see :func:`detect_text_format`).
 
     Tables give ``id, data (binary UTF-8 text), label_name, split_hint, malformed``; a ``txt`` folder
-    gives binaryFile's ``path, content``. ``label_col`` None (scoring) means no label is required.
+    gives binaryFile's ``path, content``. Scoring passes ``label_required=False``: labels are optional.
     Hidden files (names starting with '.' or '_') of folders are returned for counting.
     """
     from pyspark.sql import functions as F
@@ -113,7 +113,7 @@ def read_text_input(spark, url: str, fmt: str, text_col: str, label_col: str | N
         hidden = []
     df = _read_table(spark, url, fmt)
     _require(df, url, {"--text-col": text_col, "--id-col": id_col})
-    if label_col is not None and label_col not in df.columns:
+    if label_required:
         _require(df, url, {"--label-col": label_col})
 
     def opt(name: str | None):

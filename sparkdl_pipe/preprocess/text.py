@@ -52,7 +52,7 @@ def normalize(text: str, spec: TextSpec) -> str:
     >>> normalize("  Ｔｈｅ  ﬁlm’s\\tGREAT ", TextSpec())
     "the film's great"
     """
-    t = unicodedata.normalize(spec.normalization, text)  # type: ignore[arg-type].translate(_FOLD)
+    t = unicodedata.normalize(spec.normalization, text).translate(_FOLD)  # type: ignore[arg-type]
     t = _CONTROL.sub("", t)
     if spec.lowercase:
         t = t.casefold()
