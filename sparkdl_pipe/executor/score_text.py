@@ -42,7 +42,8 @@ def _encode_rows(pdf: pd.DataFrame, source: str, spec: TextSpec, index: dict[str
         labels = [label_from_rel_path(relative_to(p, root_path))[0] for p in ids]
     else:
         datas, bads = list(pdf["data"]), list(pdf["malformed"])
-        ids = [r if isinstance(r, str) and r != "" else content_id(d) for r, d in zip(pdf["id"], datas, strict=True)]
+        ids = [r if isinstance(r, str) and r != "" else content_id(d if d is not None else b)
+               for r, d, b in zip(pdf["id"], datas, bads, strict=True)]
         labels = [clean_label(x) for x in pdf["label_name"]]
     rows, ok = [], np.zeros(n, dtype=bool)
     for i, (data, bad) in enumerate(zip(datas, bads, strict=True)):
