@@ -28,12 +28,26 @@ def _stored(out: str, split: str) -> pd.DataFrame:
     return pd.read_parquet(p) if os.path.exists(p) else pd.DataFrame(columns=["tokens", "label", "label_name", "id"])
 
 
+@pytest.fixture(scope="module")
+def ingested(spark, docs, tmp_path_factory):
+    """One ingest per table format, made on first use: {fmt: (output dir, result)}."""
+    cache: dict = {}
+
+    def get(fmt: str):
+        if fmt not in cache:
+            d = tmp_path_factory.mktemp(f"text-{fmt}")
+            src = str(d / f"in.{fmt}")
+            write_table(docs, src, fmt)
+            out = str(d / "ds")
+            cache[fmt] = (out, run_ingest_text(spark, IngestTextConfig(src, out, text=SPEC, id_col="id")))
+        return cache[fmt]
+
+    return get
+
+
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "parquet"])
-def test_table_formats_reconcile_and_store_the_tokenizer_output(spark, docs, tmp_path, fmt):
-    src = str(tmp_path / f"in.{fmt}")
-    write_table(docs, src, fmt)
-    out = str(tmp_path / "ds")
-    res = run_ingest_text(spark, IngestTextConfig(src, out, text=SPEC, id_col="id"))
+def test_table_formats_reconcile_and_store_the_tokenizer_output(docs, ingested, fmt):
+    out, res = ingested(fmt)
     want = expected_table_rejects(fmt)
     assert res.input_records == len(docs) + sum(want.values())
     assert res.rejects_by_reason == want and res.rejected == sum(want.values())
@@ -61,16 +75,13 @@ def test_table_formats_reconcile_and_store_the_tokenizer_output(spark, docs, tmp
         assert r.label_name == by_id.loc[r.id, "label"] and r.label == ["neg", "pos"].index(r.label_name)
 
 
-def test_same_corpus_same_vocabulary_and_splits_in_every_table_format(spark, docs, tmp_path):
+def test_same_corpus_same_vocabulary_and_splits_in_every_table_format(ingested):
     fps, splits = set(), []
-    for fmt in ("csv", "jsonl", "parquet"):
-        src = str(tmp_path / f"in.{fmt}")
-        write_table(docs, src, fmt)
-        out = str(tmp_path / f"ds-{fmt}")
-        run_ingest_text(spark, IngestTextConfig(src, out, text=SPEC, id_col="id"))
+    for fmt in ("csv", "tsv", "jsonl", "parquet"):
+        out, _ = ingested(fmt)
         fps.add(json.load(open(os.path.join(out, "_sparkdl_manifest.json")))["vocabulary"]["fingerprint"])
         splits.append({s: sorted(_stored(out, s)["id"]) for s in ("train", "val", "test")})
-    assert len(fps) == 1 and splits[0] == splits[1] == splits[2]
+    assert len(fps) == 1 and all(sp == splits[0] for sp in splits)
 
 
 def test_txt_folders_label_from_parent_folder(spark, docs, tmp_path):
