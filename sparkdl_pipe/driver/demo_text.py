@@ -83,8 +83,8 @@ class TextDemoReport:
         return "\n".join(lines)
 
 
-def run_text_demo(spark, workdir: str, epochs: int = 3, num_proc: int = 2, batch_size: int = 64,
-                  model: str = "textcnn") -> TextDemoReport:
+def run_text_demo(spark, workdir: str, epochs: int = 2, num_proc: int = 2, batch_size: int = 64,
+                  model: str = "bilstm") -> TextDemoReport:
     """Rotten Tomatoes: CSV -> ingest-text -> Horovod training -> scoring raw test text. Runs on: driver."""
     from sparkdl_pipe.driver.ingest_text import run_ingest_text
     from sparkdl_pipe.driver.score import run_scoring
