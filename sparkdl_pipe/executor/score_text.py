@@ -17,14 +17,14 @@ import pandas as pd
 
 from sparkdl_pipe.executor.ingest import label_from_rel_path, relative_to, root_prefix
 from sparkdl_pipe.executor.ingest_text import check_and_tokenize, clean_label, content_id
-from sparkdl_pipe.executor.score import MODEL_CACHE, predict_arrays
+from sparkdl_pipe.executor.score import MODEL_CACHE, _device_record, predict_arrays
 from sparkdl_pipe.preprocess.spec import TextSpec
 from sparkdl_pipe.preprocess.text import encode_tokens, load_vocabulary
 from sparkdl_pipe.schema import decode_features
 
 #: Spark DDL of what :func:`score_text_batches` yields.
 SCORED_TEXT_DDL = ("id string, true_label string, prediction int, label_name string, probability double, "
-                   "model_name string, model_id string, reason string, message string")
+                   "model_name string, model_id string, reason string, message string, device string")
 
 
 def _encode_rows(pdf: pd.DataFrame, source: str, spec: TextSpec, index: dict[str, int], root_path: str | None,
@@ -73,6 +73,7 @@ def score_text_batches(batches: Iterator[pd.DataFrame], model_path: str, model_i
     root_path = root_prefix(root) if root else None
     model = MODEL_CACHE.get(model_path, model_id, threads)
     names = np.asarray(labels, dtype=object)
+    device = _device_record()  # which GPU (if any) this task scored on, as image scoring records it
     for pdf in batches:
         x, ok, ids, true, reason, message = _encode_rows(pdf, source, spec, index, root_path, set(labels))
         n = len(pdf)
@@ -92,4 +93,5 @@ def score_text_batches(batches: Iterator[pd.DataFrame], model_path: str, model_i
             "model_id": model_id,
             "reason": reason,
             "message": message,
+            "device": device,
         })
