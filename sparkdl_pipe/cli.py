@@ -80,6 +80,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
+def _reject_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-rejects", type=int, default=None, metavar="N",
+                   help="fail (exit status 3, nothing published) when more than N records are rejected; "
+                        "0 fails on any reject (default: no limit, rejects are kept in <output>/rejects)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -114,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-col", default="label", help="manifest: label column")
     p.add_argument("--split-col", default="split", help="manifest: optional split column")
     p.add_argument("--row-group-mb", type=float, default=1.0, help="Parquet row group size (default 1 MB)")
+    p.add_argument("--labels", default=None, metavar="A,B,...",
+                   help="accept only these labels; records with any other label are rejected (unknown_label)")
+    _reject_args(p)
     _common(p)
 
     p = sub.add_parser("ingest-text", help="raw text -> vocabulary + Petastorm train/val/test + rejects",
@@ -154,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-rank budget (MiB) to cache the rank's shard in memory after the first read; "
                         "0 streams from Petastorm every epoch (default 1024)")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the last checkpoint (weights, optimizer state, epoch) of a failed, "
+                        "killed or finished run with the same --output; --epochs is the total")
+    p.add_argument("--rank-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="end the job when a rank sends no heartbeat or finishes no batch for this long "
+                        "(default 300)")
     g = p.add_argument_group("tracking")
     g.add_argument("--mlflow", action="store_true", help="record the run in MLflow (default store: <output>/mlruns)")
     g.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI (implies --mlflow)")
@@ -171,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-col", default="label", help="raw text input: optional true-label column")
     p.add_argument("--id-col", default=None, help="raw text input: optional id column")
     p.add_argument("--batch-size", type=int, default=1024, help="rows per Arrow batch and model call")
+    _reject_args(p)
     _common(p)
 
     p = sub.add_parser("demo", help="Fashion-MNIST from raw PNG files to a scored table",
@@ -208,6 +224,7 @@ def _spark(args):
 
 def _run(args) -> int:
     from sparkdl_pipe.config import IngestImagesConfig, ScoreConfig, SplitConfig, TrainConfig
+    from sparkdl_pipe.driver.preflight import preflight  # user mistakes found before Spark starts
     from sparkdl_pipe.driver.progress import StageProgress
     from sparkdl_pipe.preprocess.spec import ImageSpec, TextSpec
 
@@ -221,9 +238,12 @@ def _run(args) -> int:
             image=ImageSpec(h, w, args.channels, max_pixels=args.max_pixels),
             split=SplitConfig(args.val_fraction, args.test_fraction, args.seed),
             manifest_path_col=args.path_col, manifest_label_col=args.label_col,
-            manifest_split_col=args.split_col, row_group_mb=args.row_group_mb, overwrite=args.overwrite)
+            manifest_split_col=args.split_col, row_group_mb=args.row_group_mb, overwrite=args.overwrite,
+            labels=tuple(x.strip() for x in args.labels.split(",")) if args.labels is not None else None,
+            max_rejects=args.max_rejects)
         from sparkdl_pipe.driver.ingest import run_ingest_images
 
+        preflight(cfg)
         spark = _spark(args)
         with StageProgress(spark, "ingest"):
             print(run_ingest_images(spark, cfg).summary())
@@ -246,20 +266,23 @@ def _run(args) -> int:
                            batch_size=args.batch_size, learning_rate=args.learning_rate,
                            warmup_epochs=args.warmup_epochs, num_proc=args.num_proc,
                            steps_per_epoch=args.steps_per_epoch, threads_per_rank=args.threads_per_rank,
-                           seed=args.seed, overwrite=args.overwrite, cache_mb=args.cache_mb)
+                           seed=args.seed, overwrite=args.overwrite, cache_mb=args.cache_mb, resume=args.resume,
+                           rank_timeout=args.rank_timeout)
         from sparkdl_pipe.driver.tracking import TrackingConfig
         from sparkdl_pipe.driver.train import run_training
 
         tracking = TrackingConfig(args.mlflow_uri, args.mlflow_experiment) \
             if args.mlflow or args.mlflow_uri else None
+        preflight(tcfg)
         print(run_training(_spark(args), tcfg, tracking=tracking).summary())
     elif args.command == "score":
         scfg = ScoreConfig(model=args.model, input=args.input, output=args.output, batch_size=args.batch_size,
                            input_format=args.input_format, manifest_path_col=args.path_col,
                            text_col=args.text_col, label_col=args.label_col, id_col=args.id_col,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, max_rejects=args.max_rejects)
         from sparkdl_pipe.driver.score import run_scoring
 
+        preflight(scfg)
         spark = _spark(args)
         with StageProgress(spark, "score"):
             print(run_scoring(spark, scfg).summary())

@@ -16,6 +16,11 @@ def _check_fraction(name: str, v: float) -> None:
         raise UserInputError(name, "a fraction in [0, 1)", v)
 
 
+def _check_max_rejects(v: int | None) -> None:
+    if v is not None and v < 0:
+        raise UserInputError("--max-rejects", "0 (fail on any reject) or more", v)
+
+
 @dataclass(frozen=True)
 class SplitConfig:
     """How records are assigned to train / val / test when the input does not say.
@@ -51,8 +56,13 @@ class IngestImagesConfig:
     manifest_split_col: str = "split"
     row_group_mb: float = 1.0
     overwrite: bool = False
+    labels: tuple[str, ...] | None = None  # only these labels are accepted; others: unknown_label
+    max_rejects: int | None = None  # more rejects than this fail the job, nothing is published
 
     def __post_init__(self) -> None:
+        _check_max_rejects(self.max_rejects)
+        if self.labels is not None and not [lab for lab in self.labels if lab.strip()]:
+            raise UserInputError("--labels", "a comma-separated list of label names", ",".join(self.labels))
         if not self.input:
             raise UserInputError("--input", "a folder of images or a manifest (.csv/.parquet)", self.input)
         if not self.output:
@@ -118,10 +128,14 @@ class TrainConfig:
     #: Per-rank memory budget (MiB) for caching the rank's shard after its first read; 0 streams
     #: every epoch from Petastorm.
     cache_mb: int = 1024
+    resume: bool = False  # continue from the last checkpoint (weights, optimizer state, epoch)
+    rank_timeout: float = 300.0  # a rank silent or without progress this long ends the job
 
     def __post_init__(self) -> None:
         if self.cache_mb < 0:
             raise UserInputError("--cache-mb", "0 (stream every epoch) or a budget in MiB", self.cache_mb)
+        if not 5 <= self.rank_timeout <= 86400:
+            raise UserInputError("--rank-timeout", "seconds between 5 and 86400", self.rank_timeout)
         if self.epochs < 1:
             raise UserInputError("--epochs", "at least 1", self.epochs)
         if not 1 <= self.batch_size <= 65536:
@@ -160,8 +174,10 @@ class ScoreConfig:
     text_col: str = "text"
     label_col: str = "label"
     id_col: str | None = None
+    max_rejects: int | None = None  # more rejects than this fail the job, nothing is published
 
     def __post_init__(self) -> None:
+        _check_max_rejects(self.max_rejects)
         if not 1 <= self.batch_size <= 1_000_000:
             raise UserInputError("--batch-size", "between 1 and 1000000", self.batch_size)
         if self.input_format not in SCORE_INPUT_FORMATS:

@@ -50,3 +50,9 @@ class ClusterError(SparkdlPipeError):
     """A local standalone cluster (``sparkdl_pipe.cluster``) could not be started or stopped."""
 
     exit_code = 1
+
+
+class RejectLimitError(SparkdlPipeError):
+    """More input records were rejected than ``--max-rejects`` allows; nothing was published. Exit 3."""
+
+    exit_code = 3

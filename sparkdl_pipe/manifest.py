@@ -84,4 +84,34 @@ def load_dataset_info(url: str) -> DatasetInfo:
     if doc.get("format") != FORMAT or int(doc.get("format_version", 0)) > FORMAT_VERSION:
         raise DatasetError("dataset manifest format", f"{FORMAT} v<={FORMAT_VERSION}",
                            f"{doc.get('format')} v{doc.get('format_version')}")
+    for split in storage.SPLITS:
+        refuse_pickled_schema(storage.join(u, split))
     return DatasetInfo(u, doc)
+
+
+#: The key under which Petastorm's ``materialize_dataset`` stores a pickled Unischema.
+PICKLED_SCHEMA_KEY = b"dataset-toolkit.unischema.v1"
+
+
+def refuse_pickled_schema(split_url: str) -> None:
+    """Refuse a split whose ``_common_metadata`` holds a pickle: Petastorm's readers would unpickle it.
+
+    Reading the Parquet key-value metadata does not unpickle anything. Runs on: driver and executors.
+    """
+    import pyarrow.parquet as pq
+
+    for name in ("_common_metadata", "_metadata"):
+        meta = storage.join(split_url, name)
+        if not storage.exists(meta):
+            continue
+        if storage.is_local(meta):
+            kv = pq.read_metadata(storage.local_path(meta)).metadata or {}
+        else:
+            fs, p = storage._fs(meta)
+            with fs.open_input_file(p) as f:
+                kv = pq.read_metadata(f).metadata or {}
+        if PICKLED_SCHEMA_KEY not in kv:
+            continue
+        raise DatasetError(f"{split_url} carries a pickled Petastorm schema in {name}, which reading it "
+                           "would unpickle (arbitrary code)", fix="Re-ingest it with this version of "
+                           "sparkdl_pipe (which writes no pickles); delete that file only if you trust its source")

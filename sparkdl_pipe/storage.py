@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
+import socket
 import uuid
 from typing import Any
 from urllib.parse import urlparse
 
 from sparkdl_pipe.errors import DatasetError
+
+log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "_sparkdl_manifest.json"
 SPLITS = ("train", "val", "test")
@@ -127,6 +131,82 @@ def remove(url: str) -> None:
     fs.delete_dir(p)
 
 
+OWNER_FILE = "_sparkdl_staging_owner.json"
+
+
+def _owner_alive(owner: dict) -> bool:
+    """Whether the process that created a staging directory may still be running."""
+    if owner.get("host") != socket.gethostname():
+        return True  # another machine's job: we cannot tell, so we leave it alone
+    try:
+        import psutil
+
+        p = psutil.Process(int(owner["pid"]))
+        return abs(p.create_time() - float(owner.get("process_started", 0))) < 2.0
+    except Exception:  # noqa: BLE001 - no such process (or no access): not alive
+        return False
+
+
+def clean_stale_staging(target: str) -> list[str]:
+    """Remove staging directories beside ``target`` that a killed job left; restore an interrupted swap.
+
+    A job killed while writing leaves ``.NAME.staging-XXXXXXXX`` beside the target (never the target
+    itself). Such a directory is removed once its owner (host, pid and process start time, recorded
+    in it) is gone; directories of live jobs, of other hosts, or without an owner record are left
+    alone. A job killed between the two renames of an ``--overwrite`` publish leaves the previous
+    output as ``...-old`` and no target: it is renamed back. Local filesystems only.
+
+    Runs on: driver.
+    """
+    if not is_local(target):
+        return []
+    t = local_path(target).rstrip("/")
+    parent, name = os.path.split(t)
+    if not os.path.isdir(parent):
+        return []
+    done: list[str] = []
+    prefix = f".{name}.staging-"
+    for entry in sorted(os.listdir(parent)):
+        if not entry.startswith(prefix):
+            continue
+        path = os.path.join(parent, entry)
+        if entry.endswith("-old"):
+            if not os.path.exists(t):
+                os.replace(path, t)
+                log.warning("restored %s from %s (a job was killed while replacing it)", t, path)
+                done.append(f"restored {path}")
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+                done.append(f"removed {path}")
+            continue
+        try:
+            with open(os.path.join(path, OWNER_FILE), encoding="utf-8") as f:
+                owner = json.load(f)
+        except (OSError, ValueError):
+            log.warning("leaving %s alone: no owner record (not made by sparkdl_pipe, or still starting)", path)
+            continue
+        if _owner_alive(owner):
+            log.warning("leaving %s alone: its job (pid %s on %s) may still be running", path,
+                        owner.get("pid"), owner.get("host"))
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        log.warning("removed %s, left by a killed job (pid %s)", path, owner.get("pid"))
+        done.append(f"removed {path}")
+    return done
+
+
+def _write_owner(staging: str) -> None:
+    if not is_local(staging):
+        return
+    import psutil
+
+    p = local_path(staging)
+    os.makedirs(p, exist_ok=True)
+    me = psutil.Process()
+    write_json(join(staging, OWNER_FILE), {"host": socket.gethostname(), "pid": os.getpid(),
+                                            "process_started": me.create_time()})
+
+
 def staging_url(target: str) -> str:
     """A sibling of ``target`` to write into before publishing by rename."""
     t = to_url(target).rstrip("/")
@@ -167,6 +247,16 @@ def check_output(target: str, overwrite: bool) -> None:
         raise DatasetError(f"output {target} already exists", fix="Pass --overwrite to replace it")
 
 
+def prepare_output(target: str, overwrite: bool) -> list[str]:
+    """Clean up after killed jobs (:func:`clean_stale_staging`), then :func:`check_output`.
+
+    Runs on: driver, before any work. Returns what was cleaned up.
+    """
+    done = clean_stale_staging(target)
+    check_output(target, overwrite)
+    return done
+
+
 @contextlib.contextmanager
 def staged_output(target: str, overwrite: bool, staging: str | None = None):
     """Yield a staging URL beside ``target``; publish it on success, remove it on any failure.
@@ -176,7 +266,10 @@ def staged_output(target: str, overwrite: bool, staging: str | None = None):
     """
     staging = staging or staging_url(target)
     try:
+        _write_owner(staging)
         yield staging
+        if is_local(staging):
+            os.remove(local_path(join(staging, OWNER_FILE)))
         publish(staging, target, overwrite)
     except BaseException:
         if exists(staging):

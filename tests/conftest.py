@@ -76,3 +76,31 @@ def digits_folder(tmp_path_factory):
     n = write_png_folders(load_digits_split(), [str(i) for i in range(10)], root)
     assert n == 1797
     return root
+
+
+@pytest.fixture(scope="session")
+def digits_ds(spark, digits_folder, tmp_path_factory):
+    """The digits folder ingested at 8x8x1: (dataset path, IngestResult)."""
+    from sparkdl_pipe.config import IngestImagesConfig
+    from sparkdl_pipe.driver.ingest import run_ingest_images
+    from sparkdl_pipe.preprocess.spec import ImageSpec
+
+    out = str(tmp_path_factory.mktemp("digits") / "ds")
+    res = run_ingest_images(spark, IngestImagesConfig(digits_folder, out, ImageSpec(8, 8, 1)))
+    assert res.counts["test"] == 360 and res.rejected == 0
+    return out, res
+
+
+#: The uninterrupted training run that resumed runs are compared with.
+TRAINED_DIGITS = {"model": "cnn", "epochs": 12, "batch_size": 32, "num_proc": 2, "learning_rate": 2e-3}
+
+
+@pytest.fixture(scope="session")
+def trained(spark, digits_ds, tmp_path_factory):
+    """A CNN trained uninterrupted on 2 ranks on digits_ds: (model path, TrainResult)."""
+    from sparkdl_pipe.config import TrainConfig
+    from sparkdl_pipe.driver.train import run_training
+
+    ds, _ = digits_ds
+    out = str(tmp_path_factory.mktemp("digits-model") / "model")
+    return out, run_training(spark, TrainConfig(ds, out, **TRAINED_DIGITS))

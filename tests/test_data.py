@@ -46,12 +46,21 @@ def test_one_pass_reads_never_come_back_empty(spark, digits_folder, tmp_path):
         counts.add(sum(len(y) for _, y in read_split(url, (8, 8, 1), shard=1, shard_count=2)))
     assert len(counts) == 1 and counts.pop() > 0
     assert sum(len(y) for _, y in read_split(url, (8, 8, 1))) == info.count("train")
-    # Petastorm's own row reader works too: Unischema and row groups come from the summary metadata.
+    # No pickled Petastorm Unischema anywhere in the split (Petastorm's readers would unpickle it);
+    # the schema is JSON in the manifest, and a split that carries a pickle is refused before reading.
     import os
 
-    from petastorm import make_reader
+    import pytest
 
-    assert os.path.exists(os.path.join(out, "train", "_metadata"))
-    with make_reader(url, num_epochs=1, reader_pool_type="dummy") as reader:
-        rows = [r for r in reader]
-    assert len(rows) == info.count("train") and len(rows[0].image) == 8 * 8  # raw uint8 pixels
+    from sparkdl_pipe.errors import DatasetError
+    from sparkdl_pipe.manifest import refuse_pickled_schema
+
+    split_dir = os.path.join(out, "train")
+    assert not any(n.endswith("metadata") for n in os.listdir(split_dir))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_metadata(pa.schema([("image", pa.binary())], metadata={b"dataset-toolkit.unischema.v1": b"\x80\x04N."}),
+                      os.path.join(split_dir, "_common_metadata"))
+    with pytest.raises(DatasetError, match="pickled Petastorm schema"):
+        refuse_pickled_schema(url)

@@ -17,23 +17,6 @@ from sparkdl_pipe.preprocess.spec import ImageSpec
 from tests.conftest import png_bytes
 
 
-@pytest.fixture(scope="module")
-def digits_ds(spark, digits_folder, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("digits") / "ds")
-    res = run_ingest_images(spark, IngestImagesConfig(digits_folder, out, ImageSpec(8, 8, 1)))
-    assert res.counts["test"] == 360 and res.rejected == 0
-    return out, res
-
-
-@pytest.fixture(scope="module")
-def trained(spark, digits_ds, tmp_path_factory):
-    ds, _ = digits_ds
-    out = str(tmp_path_factory.mktemp("digits-model") / "model")
-    res = run_training(spark, TrainConfig(ds, out, model="cnn", epochs=12, batch_size=32, num_proc=2,
-                                          learning_rate=2e-3))
-    return out, res
-
-
 def test_two_ranks_end_with_identical_weights_and_learn(trained):
     out, res = trained
     assert res.num_proc == 2 and len(res.weights_digests) == 2

@@ -1,76 +1,117 @@
-"""Reading a folder of files with Spark's binaryFile source, with nothing lost on the way.
+"""Listing an input folder (nothing lost on the way) and reading manifest tables.
 
 Runs on: driver.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass
 
 from sparkdl_pipe import storage
 from sparkdl_pipe.errors import UserInputError
+from sparkdl_pipe.executor.reading import file_url
 
 
 def _hidden(rel: str) -> bool:
     return any(c.startswith((".", "_")) for c in rel.split("/") if c)
 
 
-def list_input_files(root: str) -> tuple[list[str], list[str]]:
-    """(hidden files, empty files) under ``root``: the two kinds Spark's binaryFile never returns.
+@dataclass(frozen=True)
+class InputListing:
+    """Every file under an input root: ``files`` to read (as URLs) and ``hidden`` ones skipped."""
 
-    Spark's listing skips names starting with '.' or '_' and its file scan skips 0-byte files;
-    listing them here means they are counted (hidden) or rejected (empty), never silently lost.
-    Paths are in Spark's form (``file:/...``) so they line up with binaryFile's ``path`` column.
-    """
+    files: list[str]
+    hidden: list[str]
+
+
+def _walk_local(base: str) -> InputListing:
+    files: list[str] = []
     hidden: list[str] = []
-    empty: list[str] = []
+    seen_dirs: set[str] = set()
+    # followlinks: a symlinked folder is read like Spark's listing would; real paths guard loops.
+    for dirpath, dirs, filenames in os.walk(base, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen_dirs:
+            dirs[:] = []
+            continue
+        seen_dirs.add(real)
+        dirs.sort()
+        for f in sorted(filenames):
+            full = os.path.join(dirpath, f)
+            rel = os.path.relpath(full, base).replace(os.sep, "/")
+            (hidden if _hidden(rel) else files).append(file_url(full))
+    return InputListing(files, hidden)
+
+
+def list_input_files(root: str) -> InputListing:
+    """Every file under ``root`` (recursively), split into files to read and hidden files to skip.
+
+    Hidden means any path component starting with '.' or '_' (``.DS_Store``, ``_SUCCESS``, ``.git/``):
+    they are counted and listed in the job's manifest, never read. Everything else is a record,
+    including empty files, broken symlinks and unreadable files: reading them in the executors
+    turns each into a reject with a reason. Local paths are ``file:`` URLs (:func:`file_url`).
+    """
     if storage.is_local(root):
-        base = storage.local_path(root)
-        for dirpath, _dirs, filenames in os.walk(base):
-            for f in filenames:
-                full = os.path.join(dirpath, f)
-                if _hidden(os.path.relpath(full, base).replace(os.sep, "/")):
-                    hidden.append("file:" + full)
-                elif os.path.getsize(full) == 0:
-                    empty.append("file:" + full)
-        return hidden, empty
+        return _walk_local(storage.local_path(root))
     from pyarrow import fs as pafs
 
     fs, p = storage._fs(root)
     scheme = storage.spark_path(root).split("://", 1)[0]
+    files: list[str] = []
+    hidden: list[str] = []
     for info in fs.get_file_info(pafs.FileSelector(p, recursive=True)):
-        if info.type != pafs.FileType.File:
+        if info.type == pafs.FileType.Directory:
             continue
         url = f"{scheme}://{info.path}"
-        if _hidden(info.path[len(p):]):
-            hidden.append(url)
-        elif info.size == 0:
-            empty.append(url)
-    return hidden, empty
+        (hidden if _hidden(info.path[len(p):]) else files).append(url)
+    return InputListing(sorted(files), sorted(hidden))
+
+
+def read_input_files(spark, url: str, files_per_partition: int = 2000):
+    """(DataFrame[path], hidden files) for every non-hidden file under ``url``, recursively.
+
+    The executors read each file by path (:func:`sparkdl_pipe.executor.reading.read_bytes`), so one
+    bad file is one reject, not a failed job, and nothing is silently skipped.
+    """
+    listing = list_input_files(url)
+    n = max(1, math.ceil(len(listing.files) / files_per_partition),
+            spark.sparkContext.defaultParallelism * 2 if len(listing.files) >= 64 else 1)
+    rdd = spark.sparkContext.parallelize([(p,) for p in listing.files], n)
+    return spark.createDataFrame(rdd, "path string"), listing.hidden
 
 
 def read_binary_files(spark, url: str):
-    """(DataFrame[path, content], hidden files) for every file under ``url``, recursively.
+    """(DataFrame[path, content], hidden files) for every non-hidden file under ``url``, recursively.
 
-    Empty files, which binaryFile skips, are added back with empty content, so the executors'
-    decoder rejects them like any other bad file. Hidden files are returned for counting.
-    Partitions are sized for many small files (the default packs tens of thousands of thumbnails
-    into one task).
+    Used for folders of ``.txt`` files (text ingest and scoring): Spark's ``binaryFile`` source reads
+    the bytes. Empty files, which binaryFile skips, are added back with empty content, so the
+    executors reject them like any other bad file. Unlike image folders (:func:`read_input_files`),
+    an unreadable file fails the Spark job here.
     """
-    hidden, empty = list_input_files(url)
+    listing = list_input_files(url)
     spark.conf.set("spark.sql.files.openCostInBytes", str(64 * 1024))
     spark.conf.set("spark.sql.files.maxPartitionBytes", str(16 * 2**20))
     df = spark.read.format("binaryFile").option("recursiveFileLookup", "true") \
         .load(storage.spark_path(url)).select("path", "content")
+    empty = []
+    if storage.is_local(url):
+        from sparkdl_pipe.executor.reading import path_of
+
+        for f in listing.files:
+            try:
+                if os.path.getsize(path_of(f)) == 0:
+                    empty.append(f)
+            except OSError:
+                pass
     if empty:
         df = df.unionByName(spark.createDataFrame([(p, bytearray()) for p in empty], "path string, content binary"))
-    return df, hidden
+    return df, listing.hidden
 
 
 def spread(df, rows_per_partition: int):
     """``df`` repartitioned to at least two tasks per core and at most ``rows_per_partition`` rows each."""
-    import math
-
     n = df.count()
     return df.repartition(max(df.sparkSession.sparkContext.defaultParallelism * 2,
                               math.ceil(n / rows_per_partition)))

@@ -5,6 +5,7 @@ Runs on: driver (the Spark work itself runs in :mod:`sparkdl_pipe.executor.inges
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -14,11 +15,12 @@ from datetime import datetime, timezone
 from functools import partial
 
 from sparkdl_pipe import manifest as mf
+from sparkdl_pipe import rejects as rj
 from sparkdl_pipe import storage
 from sparkdl_pipe.config import IngestImagesConfig
 from sparkdl_pipe.driver.files import (
     MANIFEST_SUFFIXES,
-    read_binary_files,
+    read_input_files,
     read_manifest_table,
     resolved_path,
     spread,
@@ -45,9 +47,11 @@ class IngestResult:
 
     def summary(self) -> str:
         parts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.rejects_by_reason.items())) or "none"
+        accepted = sum(self.counts.values())
         return (f"ingested {self.input_records} records in {self.seconds:.1f}s -> {parts}; "
-                f"rejected {self.rejected} ({reasons}); skipped hidden files {self.skipped_hidden}; "
+                f"rejected {self.rejected} ({rj.format_counts(self.rejects_by_reason)}); "
+                f"skipped hidden files {self.skipped_hidden}; files seen {self.input_records + self.skipped_hidden} "
+                f"= {accepted} accepted + {self.rejected} rejected + {self.skipped_hidden} hidden; "
                 f"{len(self.labels)} labels; output {self.output}")
 
 
@@ -81,18 +85,39 @@ def _partitions_for(rows: int, row_bytes: int, row_group_mb: float) -> int:
     return max(1, math.ceil(rows / rows_per_group), min(16, rows // 16))
 
 
-def write_split(spark, df, url: str, rows: int, row_bytes: int, row_group_mb: float, unischema=None) -> int:
-    """Write one split as a Petastorm dataset (image schema unless ``unischema`` is given); rows
-    shuffled by a stable key. Returns the number of row groups."""
-    from petastorm.etl.dataset_metadata import materialize_dataset
+@contextlib.contextmanager
+def parquet_row_groups(spark, row_group_mb: float):
+    """Spark's Parquet writer makes row groups of about ``row_group_mb`` inside this block.
 
+    This replaces Petastorm's ``materialize_dataset``, which also stores the schema as a *pickle*
+    in ``_common_metadata`` (and Petastorm's readers unpickle it): our splits are plain Parquet,
+    readable by Petastorm's batch reader, with the schema in the JSON manifest. No summary
+    ``_metadata`` is written and no Spark job counts row groups (see :func:`write_split`).
+    """
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    keys = {"parquet.block.size": str(max(64 * 1024, int(row_group_mb * 2**20))),
+            "parquet.block.size.row.check.min": "10", "parquet.row-group.size.row.check.min": "10",
+            "parquet.summary.metadata.level": "NONE"}
+    old = {k: conf.get(k) for k in keys}
+    for k, v in keys.items():
+        conf.set(k, v)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                conf.unset(k)
+            else:
+                conf.set(k, v)
+
+
+def write_split(spark, df, url: str, rows: int, row_bytes: int, row_group_mb: float, unischema=None) -> int:
+    """Write one split as Parquet Petastorm reads (no pickle): the columns of ``unischema`` (the image
+    schema unless given), rows shuffled by a stable key. Returns the number of row groups."""
     schema = unischema or image_unischema()
     n = _partitions_for(rows, row_bytes, row_group_mb)
     out = df.repartition(n, "order_key").sortWithinPartitions("order_key").select(*schema.fields.keys())
-    # Summary metadata (_metadata) carries the row groups: Petastorm then needs no Spark job of its own
-    # to open every file again and count them (that job was ~half of a small ingest's time).
-    with materialize_dataset(spark, url, schema, row_group_size_mb=max(1, math.ceil(row_group_mb)),
-                             use_summary_metadata=True):
+    with parquet_row_groups(spark, row_group_mb):
         out.write.mode("overwrite").option("compression", "snappy").parquet(storage.spark_path(url))
     import pyarrow.parquet as pq
 
@@ -121,7 +146,7 @@ def run_ingest_images(spark, cfg: IngestImagesConfig) -> IngestResult:
     if not storage.exists(inp):
         raise DatasetError(f"input {cfg.input} does not exist", fix="Give a folder of <label>/ image folders "
                            "or a manifest file (.csv/.parquet)")
-    storage.check_output(out, cfg.overwrite)
+    storage.prepare_output(out, cfg.overwrite)
     is_manifest = inp.lower().endswith(MANIFEST_SUFFIXES) and not (
         storage.is_local(inp) and os.path.isdir(storage.local_path(inp)))
     spec = cfg.image
@@ -130,9 +155,10 @@ def run_ingest_images(spark, cfg: IngestImagesConfig) -> IngestResult:
     if is_manifest:
         src = spread(_read_manifest(spark, inp, cfg), rows_per_partition=2000)
     else:
-        src, hidden = read_binary_files(spark, inp)
+        src, hidden = read_input_files(spark, inp)
     fn = partial(decode_images, spec_dict=spec.to_dict(), seed=cfg.split.seed,
-                 root=None if is_manifest else inp, from_manifest=is_manifest)
+                 root=None if is_manifest else inp, from_manifest=is_manifest,
+                 allowed_labels=list(cfg.labels) if cfg.labels is not None else None)
     return write_ingested(spark, src.mapInPandas(fn, DECODED_DDL), cfg, inp, out,
                           "manifest" if is_manifest else "folder", hidden, t0)
 
@@ -152,7 +178,7 @@ def run_ingest_dataframe(spark, df, cfg: IngestImagesConfig, input_col: str, lab
 
     t0 = time.time()
     out = storage.to_url(cfg.output)
-    storage.check_output(out, cfg.overwrite)
+    storage.prepare_output(out, cfg.overwrite)
     for col, what in ((input_col, "input column"), (label_col, "label column")):
         if col not in df.columns:
             raise UserInputError(f"{what} {col!r} is not in the DataFrame", f"one of {df.columns}")
@@ -170,7 +196,7 @@ def run_ingest_dataframe(spark, df, cfg: IngestImagesConfig, input_col: str, lab
                     F.lit(None).cast("string").alias("split_hint"))
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "512")
     fn = partial(decode_images, spec_dict=cfg.image.to_dict(), seed=cfg.split.seed, root=None,
-                 from_manifest=True)
+                 from_manifest=True, allowed_labels=list(cfg.labels) if cfg.labels is not None else None)
     return write_ingested(spark, spread(src, rows_per_partition=2000).mapInPandas(fn, DECODED_DDL), cfg,
                           cfg.input, out, "dataframe", [], t0)
 
@@ -196,6 +222,9 @@ def write_ingested(spark, decoded, cfg: IngestImagesConfig, inp: str, out: str, 
         for r in stats:
             if r["reason"] is not None:
                 rejects_by_reason[r["reason"]] = rejects_by_reason.get(r["reason"], 0) + r["count"]
+        if cfg.max_rejects is not None and sum(rejects_by_reason.values()) > cfg.max_rejects:
+            first = decoded.filter(F.col("reason").isNotNull()).select("path", "reason").limit(3).collect()
+            rj.enforce_limit(cfg.max_rejects, rejects_by_reason, [(r["path"], r["reason"]) for r in first], out)
         accepted_labels = [r["label_name"] for r in stats if r["reason"] is None]
         labels = mf.natural_sorted(accepted_labels)
         hints = {r["split_hint"] for r in stats if r["reason"] is None and r["split_hint"]}
@@ -235,8 +264,10 @@ def write_ingested(spark, decoded, cfg: IngestImagesConfig, inp: str, out: str, 
                 "split_rule": {"seed": cfg.split.seed, "val_fraction": cfg.split.val_fraction,
                                "test_fraction": cfg.split.test_fraction,
                                "input_split_kept": sorted(hints), "hash": "sha1(seed:relative_path)"},
-                "rejects": {"count": n_rej, "per_reason": rejects_by_reason, "path": "rejects"},
+                "rejects": {"count": n_rej, "per_reason": rejects_by_reason, "path": "rejects",
+                            "max_rejects": cfg.max_rejects},
                 "skipped": {"hidden": len(hidden), "examples": [path_of(h) for h in hidden[:20]]},
+                "files_seen": total + len(hidden),
                 "row_group_mb": cfg.row_group_mb,
                 "versions": mf.versions(),
             }

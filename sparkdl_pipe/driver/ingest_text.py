@@ -71,7 +71,7 @@ def run_ingest_text(spark, cfg: IngestTextConfig) -> IngestTextResult:
     if not storage.exists(inp):
         raise DatasetError(f"input {cfg.input} does not exist", fix="Give a .csv/.tsv/.jsonl/.parquet file or "
                            "a folder of <label>/*.txt files")
-    storage.check_output(out, cfg.overwrite)
+    storage.prepare_output(out, cfg.overwrite)
     fmt = detect_text_format(inp, cfg.input_format)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "1024")
     src, hidden = read_text_input(spark, inp, fmt, cfg.text_col, cfg.label_col, cfg.id_col, cfg.split_col)

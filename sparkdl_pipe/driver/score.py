@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 
+from sparkdl_pipe import rejects as rj
 from sparkdl_pipe import storage
 from sparkdl_pipe.config import ScoreConfig
 from sparkdl_pipe.driver.files import (
     MANIFEST_SUFFIXES,
-    read_binary_files,
+    read_input_files,
     read_manifest_table,
     resolved_path,
     spread,
@@ -26,6 +27,7 @@ from sparkdl_pipe.errors import DatasetError, UserInputError
 from sparkdl_pipe.executor.score import SCORED_DDL, score_batches
 from sparkdl_pipe.manifest import load_dataset_info
 from sparkdl_pipe.model_card import load_model_info
+from sparkdl_pipe.safe_model import check_model_file
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +48,23 @@ class ScoreResult:
     skipped_hidden: int
     model_id: str
     seconds: float
+    unknown_true_labels: int = 0
 
     def summary(self) -> str:
         acc = f", accuracy {self.accuracy:.4f} on {self.labelled_rows} labelled rows" if self.accuracy is not None else ""
+        unk = (f"; {self.unknown_true_labels} rows with a label the model never saw (scored, not counted in "
+               "accuracy)") if self.unknown_true_labels else ""
         return (f"scored {self.input_rows} rows in {self.seconds:.1f}s: {self.scored} predictions + "
-                f"{self.rejected} rejects{acc}; skipped hidden files {self.skipped_hidden}; output {self.output}")
+                f"{self.rejected} rejects ({rj.format_counts(self.rejects_by_reason)}){acc}{unk}; "
+                f"skipped hidden files {self.skipped_hidden}; output {self.output}")
 
 
 def _detect_format(url: str, fmt: str) -> str:
     if fmt != "auto":
         return fmt
-    if storage.exists(storage.join(url, "_common_metadata")) and not storage.exists(
-            storage.join(url, storage.MANIFEST_FILE)):
-        return "petastorm"
+    head, _, name = url.rstrip("/").rpartition("/")
+    if name in storage.SPLITS and storage.exists(storage.join(head, storage.MANIFEST_FILE)):
+        return "petastorm"  # a split of an ingested dataset
     if url.lower().endswith(MANIFEST_SUFFIXES):
         return "manifest"
     return "folder"
@@ -80,7 +86,8 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
     inp, out = storage.to_url(cfg.input), storage.to_url(cfg.output)
     if not storage.exists(inp):
         raise DatasetError(f"input {cfg.input} does not exist")
-    storage.check_output(out, cfg.overwrite)
+    storage.prepare_output(out, cfg.overwrite)
+    check_model_file(model.model_path, model.spec.shape, len(model.labels))  # safe mode, once, before any task
     if model.kind == "text":
         from sparkdl_pipe.driver.score_text import run_text_scoring
 
@@ -89,6 +96,7 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
     spec = model.spec
     labels = model.labels
     hidden: list[str] = []
+    unknown_labels = 0
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.batch_size))
     if fmt == "petastorm":
         ds_url = inp.rsplit("/", 1)[0]
@@ -108,10 +116,12 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
         resolved = resolved_path(inp, cfg.manifest_path_col)
         true = F.col("label").cast("string") if "label" in df.columns else F.lit(None).cast("string")
         src = spread(df.select(resolved.alias("path"), true.alias("true_label")), rows_per_partition=5000)
+        if "label" in df.columns:
+            unknown_labels = src.filter(F.col("true_label").isNotNull() & ~F.col("true_label").isin(labels)).count()
         source = "path"
     elif fmt == "folder":
-        src, hidden = read_binary_files(spark, inp)
-        source = "content"
+        src, hidden = read_input_files(spark, inp)
+        source = "path"
     else:
         raise UserInputError("--input-format", "auto, folder, manifest or petastorm for an image model", fmt)
 
@@ -119,7 +129,8 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
     fn = partial(score_batches, model_path=model.model_path, model_id=model.model_id, model_name=model.name,
                  spec_dict=spec.to_dict(), labels=labels, batch_size=cfg.batch_size, source=source,
                  threads=threads, root=inp if fmt == "folder" else None)
-    return write_scores(src.mapInPandas(fn, SCORED_DDL), cfg, model, inp, out, fmt, hidden, t0)
+    return write_scores(src.mapInPandas(fn, SCORED_DDL), cfg, model, inp, out, fmt, hidden, t0,
+                        unknown_labels=unknown_labels)
 
 
 def score_threads(spark) -> int:
@@ -129,9 +140,10 @@ def score_threads(spark) -> int:
 
 
 def write_scores(scored, cfg: ScoreConfig, model, inp: str, out: str, fmt: str, hidden: list[str], t0: float,
-                 id_col: str = "path") -> ScoreResult:
+                 id_col: str = "path", unknown_labels: int = 0) -> ScoreResult:
     """Count, check and publish a scored DataFrame (``SCORED_DDL``-like, the record id in ``id_col``):
-    predictions, rejects and the summary JSON. Runs on: driver."""
+    predictions, rejects and the summary JSON; more rejects than ``cfg.max_rejects`` publish nothing.
+    ``unknown_labels``: input rows whose true label the model does not know. Runs on: driver."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -149,6 +161,9 @@ def write_scores(scored, cfg: ScoreConfig, model, inp: str, out: str, fmt: str, 
         correct = ok[0]["correct"] if ok else 0
         rejects_by_reason = {r["reason"]: r["n"] for r in stats if r["reason"] is not None}
         n_rej = sum(rejects_by_reason.values())
+        if cfg.max_rejects is not None and n_rej > cfg.max_rejects:
+            first = scored.filter(F.col("reason").isNotNull()).select(id_col, "reason").limit(3).collect()
+            rj.enforce_limit(cfg.max_rejects, rejects_by_reason, [(str(r[id_col]), r["reason"]) for r in first], out)
         acc = correct / labelled if labelled else None
         devices = sorted(r["device"] for r in scored.select("device").distinct().collect())
         with storage.staged_output(out, cfg.overwrite) as staging:
@@ -164,7 +179,9 @@ def write_scores(scored, cfg: ScoreConfig, model, inp: str, out: str, fmt: str, 
                 "input": inp, "input_format": fmt, "model": model.url, "model_name": model.name,
                 "model_id": model.model_id, "input_rows": total, "scored": n_ok, "rejected": n_rej,
                 "rejects_by_reason": rejects_by_reason, "labelled_rows": labelled, "accuracy": acc,
+                "unknown_true_labels": unknown_labels, "max_rejects": cfg.max_rejects,
                 "skipped": {"hidden": len(hidden), "examples": hidden[:20]},
+                "files_seen": total + len(hidden),
                 "batch_size": cfg.batch_size, "seconds": time.time() - t0,
                 "devices": [json.loads(d) for d in devices if d],
             })
@@ -173,7 +190,7 @@ def write_scores(scored, cfg: ScoreConfig, model, inp: str, out: str, fmt: str, 
     if n_ok + n_rej != total:
         raise AssertionError(f"scoring lost rows: {total} in, {n_ok} scored + {n_rej} rejected")
     res = ScoreResult(out, total, n_ok, n_rej, rejects_by_reason, labelled, acc, len(hidden), model.model_id,
-                      time.time() - t0)
+                      time.time() - t0, unknown_labels)
     log.info(res.summary())
     return res
 

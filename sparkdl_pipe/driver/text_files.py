@@ -109,7 +109,7 @@ def read_text_input(spark, url: str, fmt: str, text_col: str, label_col: str, id
     if storage.is_local(url) and os.path.isdir(storage.local_path(url)):
         from sparkdl_pipe.driver.files import list_input_files
 
-        hidden = list_input_files(url)[0]
+        hidden = list_input_files(url).hidden
     else:
         hidden = []
     df = _read_table(spark, url, fmt)

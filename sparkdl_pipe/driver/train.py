@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,9 +19,12 @@ from sparkdl_pipe._env import EXECUTOR_ENV
 from sparkdl_pipe.config import TrainConfig
 from sparkdl_pipe.driver.progress import ProgressServer
 from sparkdl_pipe.driver.report import write_run_report
+from sparkdl_pipe.driver.resume import prepare_checkpoints, work_dir
 from sparkdl_pipe.driver.session import require_slots, task_slots
 from sparkdl_pipe.driver.tracking import TrackingConfig, track_training
+from sparkdl_pipe.driver.watchdog import run_ranks
 from sparkdl_pipe.errors import DatasetError, TrainingError, UserInputError
+from sparkdl_pipe.executor.checkpoint import read_last
 from sparkdl_pipe.manifest import load_dataset_info, versions
 from sparkdl_pipe.models.registry import get_builder, resolve_model
 from sparkdl_pipe.preprocess.spec import TextSpec
@@ -84,6 +88,7 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     """
     t0 = time.time()
     info = load_dataset_info(cfg.dataset)
+    spec = info.spec
     model_name = resolve_model(cfg.model, info.kind)
     builder = get_builder(model_name)  # unknown names fail here, before any rank starts
     labels = info.labels
@@ -101,11 +106,13 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     out = storage.to_url(cfg.output)
     if not storage.is_local(out):
         raise UserInputError("--output", "a local or shared-filesystem path (file://) for the model", out)
-    storage.check_output(out, cfg.overwrite)
+    storage.prepare_output(out, cfg.overwrite)
+    about = {"model": model_name, "dataset_fingerprint": info.fingerprint, "shape": list(spec.shape),
+             "num_classes": len(labels)}
+    ck_dir, hb_dir, resumed = prepare_checkpoints(out, cfg.resume, about, cfg.epochs)
     staging = storage.staging_url(out)  # published by storage.staged_output below
     stage_dir = storage.local_path(staging)
     threads = cfg.threads_per_rank or _threads_per_rank(spark, num_proc)
-    spec = info.spec
     # The biggest shard, with a margin: Petastorm deals whole row groups, so shards differ in size.
     item_bytes = 4 if isinstance(spec, TextSpec) else 1  # int32 token ids, uint8 pixels
     shard_mb = n_train / num_proc * 1.25 * math.prod(spec.shape) * item_bytes / 2**20
@@ -122,7 +129,8 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
         "epochs": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
         "warmup_epochs": cfg.warmup_epochs, "steps_per_epoch": steps, "seed": cfg.seed,
         "threads": threads, "shuffle_buffer": cfg.shuffle_buffer, "cache_shard": cache_shard,
-        "checkpoint_dir": os.path.join(stage_dir, "checkpoints"),
+        "checkpoint_dir": ck_dir, "checkpoint_about": about, "heartbeat_dir": hb_dir,
+        "resume_from": ck_dir if resumed else None,
         "model_path": os.path.join(stage_dir, mc.MODEL_FILE),
         "tensorboard_dir": os.path.join(stage_dir, "tensorboard"),
     }
@@ -130,8 +138,6 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
              "input %s", model_name, builder.__name__, num_proc, steps, threads,
              f"cached in memory (~{shard_mb:.0f} MiB per rank)" if cache_shard else "streamed from Petastorm")
     env = {**os.environ, **EXECUTOR_ENV}
-    import horovod.spark
-
     from sparkdl_pipe.executor.train_worker import train_rank
 
     with storage.staged_output(out, cfg.overwrite, staging=staging):
@@ -139,10 +145,14 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
         try:
             with ProgressServer(spark.sparkContext.getConf().get("spark.driver.host", "127.0.0.1")) as srv:
                 params["progress_address"] = f"{srv.address[0]}:{srv.address[1]}"  # rank 0 streams epochs here
-                results = horovod.spark.run(train_rank, args=(params,), num_proc=num_proc, env=env,
-                                            start_timeout=600, verbose=0)
-        except Exception as e:  # noqa: BLE001 - reported as one TrainingError naming the cause
-            raise TrainingError(f"Horovod training failed: {type(e).__name__}: {str(e)[-2000:]}") from e
+                results = run_ranks(spark, train_rank, params, num_proc, env, hb_dir, cfg.rank_timeout)
+        except TrainingError as e:
+            last = read_last(ck_dir)
+            hint = (f" Checkpoints up to epoch {last['epoch']} are kept in {ck_dir}: rerun the same command "
+                    "with --resume to continue from there" if last else "")
+            raise TrainingError(f"{e}.{hint}") from e
+        if os.path.isdir(ck_dir):
+            os.replace(ck_dir, os.path.join(stage_dir, "checkpoints"))
         results = sorted(results, key=lambda r: r["rank"])
         digests = [r["weights_digest"] for r in results]
         if len(set(digests)) != 1:
@@ -163,7 +173,8 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
             "preprocess": spec.to_dict(), "preprocess_fingerprint": spec.fingerprint(),
             "dataset": {"url": info.url, "fingerprint": info.fingerprint,
                         "counts": {s: info.count(s) for s in storage.SPLITS}},
-            "training": {**cfg.to_dict(), "model": model_name, "num_proc": num_proc, "steps_per_epoch": steps,
+            "training": {**cfg.to_dict(), "model": model_name, "resumed_from_epoch": resumed["epoch"] if resumed else None,
+                         "num_proc": num_proc, "steps_per_epoch": steps,
                          "threads_per_rank": threads, "input": "cached" if cache_shard else "streamed",
                          "effective_learning_rate": cfg.learning_rate * num_proc,
                          "seconds": time.time() - t0, "devices": [r.get("devices") for r in results]},
@@ -179,6 +190,7 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
             copy_vocabulary(info, stage_dir, card)
         storage.write_json(storage.join(staging, mc.CARD_FILE), card)
         write_run_report(card, stage_dir)
+    shutil.rmtree(work_dir(out), ignore_errors=True)
     if tracking is not None:
         track_training(tracking, out)
     res = TrainResult(out, model_id, num_proc, steps, hist, val_acc,

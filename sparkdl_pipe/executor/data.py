@@ -26,6 +26,9 @@ def open_reader(url: str, *, shard: int | None = None, shard_count: int | None =
     """
     from petastorm import make_batch_reader
 
+    from sparkdl_pipe.manifest import refuse_pickled_schema
+
+    refuse_pickled_schema(url)  # checked again here: the directory may have changed since the driver looked
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reader = make_batch_reader(url, schema_fields=[feature_column(kind), "label"], cur_shard=shard,

@@ -7,29 +7,23 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
+from sparkdl_pipe.executor.reading import path_of, read_bytes
 from sparkdl_pipe.preprocess.image import decode_image
 from sparkdl_pipe.preprocess.spec import ImageSpec
+from sparkdl_pipe.rejects import MISSING_FILE, NO_LABEL, UNKNOWN_LABEL
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "dev": "val", "test": "test", "testing": "test"}
 
-# Reason codes added by ingest (decode reasons live in preprocess.image).
-NO_LABEL = "missing_label"
-MISSING_FILE = "missing_file"
+__all__ = ["DECODED_DDL", "MISSING_FILE", "NO_LABEL", "decode_images", "label_from_rel_path", "path_of",
+           "read_bytes", "relative_to", "root_prefix", "stable_hash"]
 
 #: Spark DDL of what :func:`decode_images` yields.
 DECODED_DDL = ("path string, rel_path string, label_name string, split_hint string, u double, "
                "order_key long, image binary, reason string, message string")
-
-
-def path_of(url: str) -> str:
-    """The filesystem path component of a Spark path (``file:/a/b`` -> ``/a/b``)."""
-    p = urlparse(url)
-    return unquote(p.path) if p.scheme else url
 
 
 def stable_hash(seed: int, key: str) -> tuple[float, int]:
@@ -60,36 +54,23 @@ def label_from_rel_path(rel: str) -> tuple[str | None, str | None]:
     return parts[-2], hint
 
 
-def read_bytes(url: str) -> tuple[bytes | None, str | None]:
-    """Read a whole file from a local path or URL: (bytes, None) or (None, error message)."""
-    try:
-        if urlparse(url).scheme in ("", "file"):
-            with open(path_of(url), "rb") as f:
-                return f.read(), None
-        from pyarrow import fs as pafs
-
-        fs, p = pafs.FileSystem.from_uri(url.replace("s3a://", "s3://", 1))
-        with fs.open_input_stream(p) as f:
-            return f.read(), None
-    except (OSError, ValueError) as e:
-        return None, f"{type(e).__name__}: {e}"[:300]
-
-
 def decode_images(batches: Iterator[pd.DataFrame], spec_dict: dict, seed: int, root: str | None,
-                  from_manifest: bool) -> Iterator[pd.DataFrame]:
+                  from_manifest: bool, allowed_labels: list[str] | None = None) -> Iterator[pd.DataFrame]:
     """Decode + resize a partition of images. Every input row yields exactly one output row.
 
-    Folder input has columns ``path, content``; label and split come from the path relative to
-    ``root``. Manifest input has ``path, label_name, split_hint``; bytes are read here by path,
-    unless the batch also has ``content`` (a DataFrame of image bytes).
-    Rejected rows carry ``reason``/``message`` and no image.
+    Folder input has a ``path`` column (and optionally ``content``, the bytes); label and split
+    come from the path relative to ``root``. Manifest input has ``path, label_name, split_hint``.
+    Bytes not given are read here by path (:func:`read_bytes`: failures become reject reasons).
+    Rejected rows carry ``reason``/``message`` and no image. With ``allowed_labels``, any other
+    label is rejected as ``unknown_label``.
     """
     spec = ImageSpec.from_dict(spec_dict)
     root_path = root_prefix(root) if root else None
+    allowed = set(allowed_labels) if allowed_labels is not None else None
     for pdf in batches:
-        has_content = "content" in pdf.columns  # a DataFrame source with bytes (else read by path)
         out: dict[str, list] = {k: [] for k in ("path", "rel_path", "label_name", "split_hint", "u",
                                                 "order_key", "image", "reason", "message")}
+        has_content = "content" in pdf.columns
         for row in pdf.itertuples(index=False):
             path = row.path
             if from_manifest:
@@ -102,18 +83,20 @@ def decode_images(batches: Iterator[pd.DataFrame], spec_dict: dict, seed: int, r
                 else:
                     label = None
                 hint = SPLIT_ALIASES.get(str(hint).strip().lower()) if isinstance(hint, str) else None
-                data, err = (row.content, None) if has_content else read_bytes(path)
             else:
                 rel = relative_to(path, root_path)
                 label, hint = label_from_rel_path(rel)
-                data, err = row.content, None
             u, order = stable_hash(seed, rel)
-            image = reason = message = None
-            if err is not None:
-                reason, message = MISSING_FILE, err
-            elif label is None:
+            image = reason = message = data = None
+            if label is None:
                 reason, message = NO_LABEL, "no label: put the file in a <label>/ folder or give a label column"
+            elif allowed is not None and label not in allowed:
+                reason, message = UNKNOWN_LABEL, f"label {label!r} is not one of --labels {sorted(allowed)}"[:300]
+            elif has_content:
+                data = row.content
             else:
+                data, reason, message = read_bytes(path)
+            if reason is None:
                 res = decode_image(data, spec)
                 if res.ok:
                     image = res.array.tobytes()  # type: ignore[union-attr]

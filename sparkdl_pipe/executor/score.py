@@ -15,15 +15,11 @@ import numpy as np
 import pandas as pd
 
 from sparkdl_pipe.executor.devices import DeviceAssignment, pin_task_gpu, task_gpu_addresses
-from sparkdl_pipe.executor.ingest import (
-    MISSING_FILE,
-    label_from_rel_path,
-    read_bytes,
-    relative_to,
-    root_prefix,
-)
+from sparkdl_pipe.executor.ingest import label_from_rel_path, relative_to, root_prefix
+from sparkdl_pipe.executor.reading import read_bytes
 from sparkdl_pipe.preprocess.image import decode_image, stack_images
 from sparkdl_pipe.preprocess.spec import ImageSpec
+from sparkdl_pipe.rejects import MISSING_FILE
 from sparkdl_pipe.schema import decode_pixels
 
 #: Spark DDL of what :func:`score_batches` yields.
@@ -55,10 +51,10 @@ class ModelCache:
                         tf.config.threading.set_inter_op_parallelism_threads(1)
                     except RuntimeError:
                         pass  # already initialised in this worker; keep its settings
-                import tf_keras as keras
+                from sparkdl_pipe.safe_model import load_model_safely
 
                 # safe_mode: a model file cannot run arbitrary code when loaded.
-                self._model = keras.models.load_model(path, compile=False, safe_mode=True)
+                self._model = load_model_safely(path)
                 self._key = (path, model_id)
                 self.loads += 1
             return self._model
@@ -68,8 +64,8 @@ MODEL_CACHE = ModelCache()
 
 
 def _true_labels(pdf: pd.DataFrame, root_path: str | None, known: set[str]) -> list:
-    if "true_label" in pdf:
-        return list(pdf["true_label"])
+    if "true_label" in pdf:  # a manifest's label column: a label the model never saw is no true label
+        return [lab if isinstance(lab, str) and lab in known else None for lab in pdf["true_label"]]
     if root_path is None:
         return [None] * len(pdf)
     labels = [label_from_rel_path(relative_to(p, root_path))[0] for p in pdf["path"]]
@@ -122,9 +118,9 @@ def predict_column(model, blobs: pd.Series, spec: ImageSpec, source: str, batch_
                 ok_list.append(False)
                 continue
             if source == "path":
-                blob, err = read_bytes(blob)
-                if err is not None:
-                    reason[i], message[i] = MISSING_FILE, err
+                blob, why, msg = read_bytes(blob)
+                if why is not None:
+                    reason[i], message[i] = why, msg
                     ok_list.append(False)
                     continue
             res = decode_image(blob, spec)
@@ -150,7 +146,7 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
                   threads: int | None = None, root: str | None = None) -> Iterator[pd.DataFrame]:
     """Score a partition. ``source`` says what the input holds:
 
-    ``content`` (raw file bytes, from binaryFile), ``path`` (read the file here, for manifests) or
+    ``content`` (raw file bytes), ``path`` (read the file here: folders and manifests) or
     ``pixels`` (a Petastorm split's stored pixels). One output row per input row; rows that cannot
     be decoded carry ``reason``/``message`` and no prediction. With ``root`` (folder input), the
     true label is the file's label folder when the model knows that label.

@@ -8,8 +8,6 @@ returns a plain dict. TensorFlow and Horovod are imported inside :func:`train_ra
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import time
 
 import numpy as np
@@ -24,7 +22,7 @@ def weights_digest(weights: list[np.ndarray]) -> str:
 
 
 def evaluate_shard(model, url: str, shape: tuple[int, ...], shard: int | None, shard_count: int | None,
-                   num_classes: int, kind: str = "image") -> np.ndarray:
+                   num_classes: int, kind: str = "image", progress=None) -> np.ndarray:
     """[loss sum, correct, rows] and a flattened confusion matrix over this rank's shard of a split."""
     from sparkdl_pipe.executor.data import read_split
     from sparkdl_pipe.executor.score import predict_arrays
@@ -37,6 +35,8 @@ def evaluate_shard(model, url: str, shape: tuple[int, ...], shard: int | None, s
         totals[1] += float((pred == y).sum())
         totals[2] += len(y)
         np.add.at(totals[3:], y * num_classes + pred, 1)
+        if progress is not None:
+            progress()
     return totals
 
 
@@ -59,11 +59,14 @@ def train_rank(p: dict) -> dict:
     import horovod.tensorflow.keras as hvd
     import tf_keras as keras
 
+    from sparkdl_pipe.executor.checkpoint import restore_and_broadcast, save_checkpoint
     from sparkdl_pipe.executor.data import make_cached_train_dataset, make_train_dataset
+    from sparkdl_pipe.executor.heartbeat import Heartbeat
     from sparkdl_pipe.models.registry import get_builder
 
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
+    hb = Heartbeat(p["heartbeat_dir"], rank).start() if p.get("heartbeat_dir") else None
     t_start = time.time()
     seed = int(p["seed"])
     keras.utils.set_random_seed(seed + rank)
@@ -81,6 +84,11 @@ def train_rank(p: dict) -> dict:
     opt = keras.optimizers.Adam(learning_rate=base_lr * size)
     opt = hvd.DistributedOptimizer(opt)
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    # --resume: rank 0 restores weights + optimizer state + epoch, every rank gets them by broadcast
+    resumed = restore_and_broadcast(p.get("resume_from"), model, rank)
+    first_epoch = int(resumed["epoch"]) if resumed else 0
+    if rank == 0 and resumed:
+        print(f"[rank 0] resumed from the checkpoint of epoch {first_epoch}", flush=True)
 
     if p.get("cache_shard"):
         ds, cached_rows = make_cached_train_dataset(p["train_url"], shape, bs, shard=rank, shard_count=size,
@@ -103,7 +111,7 @@ def train_rank(p: dict) -> dict:
         local = np.zeros(3 + n_cls * n_cls)
         if url and rank < shards:
             local = evaluate_shard(model, url, shape, rank if shards > 1 else None,
-                                   shards if shards > 1 else None, n_cls, kind)
+                                   shards if shards > 1 else None, n_cls, kind, hb.progress if hb else None)
         tot = allreduce_sum(local)
         if int(tot[2]) != expected_rows:  # every rank sees the same sum, so all raise together
             raise RuntimeError(f"evaluation read {int(tot[2])} rows of {url}, the manifest says {expected_rows}")
@@ -116,8 +124,12 @@ def train_rank(p: dict) -> dict:
 
         def __init__(self) -> None:
             super().__init__()
-            self.history: list[dict] = []
+            self.history: list[dict] = list(resumed["history"]) if resumed else []
             self.t0 = time.time()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if hb is not None:
+                hb.progress(self.epoch + 1)
 
         def on_train_batch_begin(self, batch, logs=None):
             warm = int(p["warmup_epochs"]) * steps
@@ -152,18 +164,16 @@ def train_rank(p: dict) -> dict:
                 print(f"[rank 0] epoch {epoch + 1}/{p['epochs']} loss {rec['loss']:.4f} acc "
                       f"{rec['accuracy']:.4f}{val_txt} {rec['samples_per_s']:.0f} samples/s, "
                       f"~{left:.0f}s left", flush=True)
-                ck = p.get("checkpoint_dir")
-                if ck:
-                    os.makedirs(ck, exist_ok=True)
-                    self.model.save_weights(os.path.join(ck, f"epoch-{epoch + 1:03d}.weights.h5"))
-                    with open(os.path.join(ck, "last.json"), "w") as f:
-                        json.dump({"epoch": epoch + 1, "metrics": rec}, f)
+                if p.get("checkpoint_dir"):
+                    save_checkpoint(p["checkpoint_dir"], self.model, epoch + 1, self.history,
+                                    p.get("checkpoint_about", {}))
 
     cb = WarmupAndAverage()
     from sparkdl_pipe.executor.callbacks import make_rank_callbacks  # rank 0: progress + TensorBoard
 
     callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0), cb, *make_rank_callbacks(p, rank, size, cb.history)]
-    model.fit(ds, epochs=int(p["epochs"]), steps_per_epoch=steps, callbacks=callbacks, verbose=0)
+    model.fit(ds, epochs=int(p["epochs"]), initial_epoch=first_epoch, steps_per_epoch=steps, callbacks=callbacks,
+              verbose=0)
 
     test = eval_split(p["test_url"], int(p["test_shards"]), int(p["test_rows"])) if p.get("test_url") else None
     digest = weights_digest(model.get_weights())
@@ -172,6 +182,8 @@ def train_rank(p: dict) -> dict:
         clean = keras.models.clone_model(model)
         clean.set_weights(model.get_weights())
         clean.save(p["model_path"])
+    if hb is not None:
+        hb.stop()
     return {"rank": rank, "size": size, "history": cb.history, "test": test,
             "weights_digest": digest, "steps_per_epoch": steps, "seconds": time.time() - t_start,
             "devices": devices.with_tf_gpus().to_dict()}

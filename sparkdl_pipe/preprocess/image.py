@@ -14,11 +14,11 @@ import numpy as np
 
 from sparkdl_pipe.preprocess.spec import ImageSpec
 
-# Reason codes for rejected records (stable strings: they are stored in rejects tables).
-EMPTY_FILE = "empty_file"
-UNDECODABLE = "undecodable_image"
-TOO_LARGE = "image_too_large"
-UNREADABLE = "unreadable_file"
+# Reason codes for rejected records (all codes and their meaning: sparkdl_pipe.rejects).
+from sparkdl_pipe.rejects import EMPTY_FILE, TOO_LARGE, UNDECODABLE
+
+__all__ = ["EMPTY_FILE", "TOO_LARGE", "UNDECODABLE", "DecodeResult", "decode_image", "decode_batch",
+           "stack_images"]
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,13 @@ def decode_image(data: bytes | None, spec: ImageSpec) -> DecodeResult:
 
     if data is None or len(data) == 0:
         return DecodeResult(None, EMPTY_FILE, "file is empty (0 bytes)")
+    # Our own limit (spec.max_pixels, checked from the header before any pixel is decoded) replaces
+    # Pillow's process-wide one, so a limit above Pillow's default is honoured too.
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < spec.max_pixels:
+        Image.MAX_IMAGE_PIXELS = spec.max_pixels
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             w, h = img.size
             if w * h > spec.max_pixels:

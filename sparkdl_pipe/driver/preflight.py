@@ -1,0 +1,48 @@
+"""Checks of a job's configuration that need no SparkSession, run before one is started.
+
+A user mistake (a missing dataset, an unknown model, an existing output, a model card that does not
+match the data to score) then costs a second, not a JVM start, and is one line with exit status 2.
+The ``run_*`` functions make the same checks again (they are the API), so this is only about speed.
+
+Runs on: driver.
+"""
+
+from __future__ import annotations
+
+from sparkdl_pipe import storage
+from sparkdl_pipe.config import IngestImagesConfig, ScoreConfig, TrainConfig
+from sparkdl_pipe.errors import DatasetError
+
+
+def preflight(cfg: IngestImagesConfig | TrainConfig | ScoreConfig) -> None:
+    """Raise the error the job would raise for a mistake that is visible without Spark."""
+    if isinstance(cfg, TrainConfig):
+        from sparkdl_pipe.manifest import load_dataset_info
+        from sparkdl_pipe.models.registry import get_builder, resolve_model
+
+        info = load_dataset_info(cfg.dataset)
+        get_builder(resolve_model(cfg.model, info.kind))
+        if not cfg.resume:
+            storage.check_output(storage.to_url(cfg.output), cfg.overwrite)
+        return
+    if isinstance(cfg, ScoreConfig):
+        from sparkdl_pipe.manifest import load_dataset_info
+        from sparkdl_pipe.model_card import load_model_info
+
+        model = load_model_info(cfg.model)
+        inp = storage.to_url(cfg.input)
+        if not storage.exists(inp):
+            raise DatasetError(f"input {cfg.input} does not exist")
+        parent = inp.rsplit("/", 1)[0]
+        if storage.exists(storage.join(parent, storage.MANIFEST_FILE)) and inp.rsplit("/", 1)[1] in storage.SPLITS:
+            info = load_dataset_info(parent)
+            if info.spec.fingerprint() != model.spec.fingerprint():
+                raise DatasetError("the data's preprocessing does not match the model's",
+                                   f"{model.spec.to_dict()} (model card)", info.spec.to_dict(),
+                                   "Re-ingest the data with the model's image size and channels, or score raw files")
+        storage.check_output(storage.to_url(cfg.output), cfg.overwrite)
+        return
+    if not storage.exists(storage.to_url(cfg.input)):
+        raise DatasetError(f"input {cfg.input} does not exist", fix="Give a folder of <label>/ image folders "
+                           "or a manifest file (.csv/.parquet)")
+    storage.check_output(storage.to_url(cfg.output), cfg.overwrite)

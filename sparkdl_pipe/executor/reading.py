@@ -1,0 +1,70 @@
+"""Reading input files by path inside Spark tasks, turning every failure into a reject reason.
+
+Folder and manifest inputs are both read here (not with Spark's ``binaryFile`` source, whose task
+fails on one unreadable file and whose ``ignoreMissingFiles`` drops records silently), so a file
+that is unreadable, a broken symlink, a FIFO, or removed between listing and reading becomes one
+reject row with a reason, and the job goes on.
+
+Runs on: executors (and the driver in tests).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from urllib.parse import quote, unquote, urlparse
+
+from sparkdl_pipe.rejects import FILE_TOO_LARGE, MISSING_FILE, UNREADABLE
+
+#: Files larger than this are rejected without being read (no image we can train on is this big,
+#: and reading it would hold it in the worker's memory).
+MAX_FILE_BYTES = 1 << 30
+
+
+def file_url(path: str) -> str:
+    """A local path as the ``file:`` URL our listing and Spark's use (percent-encoded, reversible).
+
+    >>> file_url("/data/a b/ü.png")
+    'file:/data/a%20b/%C3%BC.png'
+    """
+    return "file:" + quote(path)
+
+
+def path_of(url: str) -> str:
+    """The filesystem path component of a URL (``file:/a/b%20c`` -> ``/a/b c``); plain paths as given."""
+    p = urlparse(url)
+    return unquote(p.path) if p.scheme else url
+
+
+def read_bytes(url: str, max_bytes: int = MAX_FILE_BYTES) -> tuple[bytes | None, str | None, str | None]:
+    """(bytes, None, None) or (None, reason code, message) for a local path/URL or a remote URL.
+
+    Never blocks on special files: anything but a regular file is refused before it is opened.
+    """
+    try:
+        if urlparse(url).scheme in ("", "file"):
+            path = path_of(url)
+            st = os.stat(path)  # follows symlinks: a broken one raises FileNotFoundError
+            if not stat.S_ISREG(st.st_mode):
+                kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (FIFO, socket, device)"
+                return None, UNREADABLE, f"{kind}: not read"
+            if st.st_size > max_bytes:
+                return None, FILE_TOO_LARGE, f"{st.st_size} bytes is over the limit of {max_bytes}"
+            with open(path, "rb") as f:
+                return f.read(max_bytes + 1), None, None
+        from pyarrow import fs as pafs
+
+        fs, p = pafs.FileSystem.from_uri(url.replace("s3a://", "s3://", 1))
+        info = fs.get_file_info(p)
+        if info.type == pafs.FileType.NotFound:
+            return None, MISSING_FILE, "file not found"
+        if info.type != pafs.FileType.File:
+            return None, UNREADABLE, "not a regular file: not read"
+        if info.size is not None and info.size > max_bytes:
+            return None, FILE_TOO_LARGE, f"{info.size} bytes is over the limit of {max_bytes}"
+        with fs.open_input_stream(p) as f:
+            return f.read(), None, None
+    except FileNotFoundError as e:
+        return None, MISSING_FILE, f"file not found (missing, a broken symlink, or removed since listing): {e}"[:300]
+    except (OSError, ValueError) as e:
+        return None, UNREADABLE, f"{type(e).__name__}: {e}"[:300]
