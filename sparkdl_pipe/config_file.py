@@ -118,7 +118,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
     subs = subparsers(parser)
     command = next((a for a in argv if a in subs), None)
     if command is not None:
-        pre = argparse.ArgumentParser(add_help=False)
+        pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # "--conf k=v" is not "--config"
         pre.add_argument("--config")
         known, _ = pre.parse_known_args(argv[argv.index(command) + 1:])
         if known.config:

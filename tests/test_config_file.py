@@ -50,6 +50,11 @@ def test_file_values_then_flags_override(tmp_path):
     c = _parse(["ingest-images", "--config", _write(tmp_path, {"input": "i", "output": "o", "image_size": 64,
                                                                "row_group_mb": "0.5"}, "i.yaml")])
     assert c.image_size == [64] and c.row_group_mb == 0.5
+    # --conf (a Spark setting) is not an abbreviation of --config, with or without a file
+    d = _parse(["train", "--dataset", "d", "--output", "o", "--conf", "spark.ui.enabled=false"])
+    assert d.conf == ["spark.ui.enabled=false"] and d.config is None
+    e = _parse(["train", "--config", cfg, "--conf", "spark.ui.enabled=false"])
+    assert e.conf == ["spark.driver.memory=2g", "spark.ui.enabled=false"] and e.epochs == 3
 
 
 @pytest.mark.parametrize("doc,needle", [
