@@ -102,7 +102,7 @@ def read_binary_files(spark, url: str):
         for f in listing.files:
             try:
                 if os.path.getsize(path_of(f)) == 0:
-                    empty.append(f)
+                    empty.append("file:" + path_of(f))  # binaryFile's form of a path (not percent-encoded)
             except OSError:
                 pass
     if empty:
