@@ -21,8 +21,13 @@ from sparkdl_pipe.preprocess.text import load_vocabulary
 
 
 def _is_text_split(inp: str) -> bool:
-    return storage.exists(storage.join(inp, "_common_metadata")) and not storage.exists(
-        storage.join(inp, storage.MANIFEST_FILE))
+    """A split of an ingested dataset: ``<dataset>/<train|val|test>`` beside the dataset's manifest.
+
+    (Splits are plain Parquet without Petastorm's ``_common_metadata``: the manifest is what marks them.)
+    """
+    head, _, name = inp.rstrip("/").rpartition("/")
+    return name in storage.SPLITS and storage.exists(storage.join(head, storage.MANIFEST_FILE)) \
+        and not storage.exists(storage.join(inp, storage.MANIFEST_FILE))
 
 
 def run_text_scoring(spark, cfg: ScoreConfig, model, inp: str, out: str, t0: float) -> ScoreResult:
