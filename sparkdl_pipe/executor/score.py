@@ -132,13 +132,39 @@ def predict_column(model, blobs: pd.Series, spec: ImageSpec, source: str, batch_
                 ok_list.append(False)
         ok = np.asarray(ok_list, dtype=bool)
         x = stack_images(arrays, spec)
-    probs = predict_arrays(model, x, batch_size)
-    pred = np.full(n, -1, dtype=np.int64)
-    prob = np.full(n, np.nan)
+    pred, prob = best_class(predict_arrays(model, x, batch_size), ok)
+    return pred, prob, reason, message
+
+
+def best_class(probs: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(class index, its probability) per row; -1 and NaN where ``ok`` is False (rejected rows).
+
+    ``probs`` holds one row per ``ok`` row. Runs on: executors (image and text scoring).
+    """
+    pred = np.full(len(ok), -1, dtype=np.int64)
+    prob = np.full(len(ok), np.nan)
     if len(probs):
         pred[ok] = probs.argmax(axis=1)
         prob[ok] = probs.max(axis=1)
-    return pred, prob, reason, message
+    return pred, prob
+
+
+def scored_frame(key_col: str, keys, true_label, pred: np.ndarray, prob: np.ndarray, names: np.ndarray,
+                 model_name: str, model_id: str, reason: list, message: list, device) -> pd.DataFrame:
+    """The rows :data:`SCORED_DDL` describes (``key_col`` is ``path`` for images, ``id`` for text)."""
+    ok = pred >= 0
+    return pd.DataFrame({
+        key_col: keys,
+        "true_label": true_label,
+        "prediction": pd.Series(np.where(ok, pred, 0), dtype="Int32").mask(~ok).values,
+        "label_name": [names[i] if i >= 0 else None for i in pred],
+        "probability": prob,
+        "model_name": model_name,
+        "model_id": model_id,
+        "reason": reason,
+        "message": message,
+        "device": device,
+    })
 
 
 def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: str, model_name: str,
@@ -160,20 +186,8 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
     for pdf in batches:
         col = {"pixels": "image", "content": "content", "path": "path"}[source]
         pred, prob, reason, message = predict_column(model, pdf[col], spec, source, batch_size)
-        ok = pred >= 0
-        label_name = [names[i] if i >= 0 else None for i in pred]
-        yield pd.DataFrame({
-            "path": pdf["path"].astype(str).values,
-            "true_label": _true_labels(pdf, root_path, known),
-            "prediction": pd.Series(np.where(ok, pred, 0), dtype="Int32").mask(~ok).values,
-            "label_name": label_name,
-            "probability": prob,
-            "model_name": model_name,
-            "model_id": model_id,
-            "reason": reason,
-            "message": message,
-            "device": device,
-        })
+        yield scored_frame("path", pdf["path"].astype(str).values, _true_labels(pdf, root_path, known), pred,
+                           prob, names, model_name, model_id, reason, message, device)
 
 
 def append_predictions(batches: Iterator[pd.DataFrame], input_col: str, source: str, model_path: str,

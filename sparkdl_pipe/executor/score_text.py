@@ -17,7 +17,7 @@ import pandas as pd
 
 from sparkdl_pipe.executor.ingest import label_from_rel_path, relative_to, root_prefix
 from sparkdl_pipe.executor.ingest_text import check_and_tokenize, clean_label, content_id
-from sparkdl_pipe.executor.score import MODEL_CACHE, _device_record, predict_arrays
+from sparkdl_pipe.executor.score import MODEL_CACHE, _device_record, best_class, predict_arrays, scored_frame
 from sparkdl_pipe.preprocess.spec import TextSpec
 from sparkdl_pipe.preprocess.text import encode_tokens, load_vocabulary
 from sparkdl_pipe.schema import decode_features
@@ -76,22 +76,6 @@ def score_text_batches(batches: Iterator[pd.DataFrame], model_path: str, model_i
     device = _device_record()  # which GPU (if any) this task scored on, as image scoring records it
     for pdf in batches:
         x, ok, ids, true, reason, message = _encode_rows(pdf, source, spec, index, root_path, set(labels))
-        n = len(pdf)
-        probs = predict_arrays(model, x, batch_size)
-        pred = np.full(n, -1, dtype=np.int64)
-        prob = np.full(n, np.nan)
-        if len(probs):
-            pred[ok] = probs.argmax(axis=1)
-            prob[ok] = probs.max(axis=1)
-        yield pd.DataFrame({
-            "id": pd.Series(ids, dtype=object).astype(str).values,
-            "true_label": true,
-            "prediction": pd.Series(np.where(ok, pred, 0), dtype="Int32").mask(~ok).values,
-            "label_name": [names[i] if i >= 0 else None for i in pred],
-            "probability": prob,
-            "model_name": model_name,
-            "model_id": model_id,
-            "reason": reason,
-            "message": message,
-            "device": device,
-        })
+        pred, prob = best_class(predict_arrays(model, x, batch_size), ok)
+        yield scored_frame("id", pd.Series(ids, dtype=object).astype(str).values, true, pred, prob, names,
+                           model_name, model_id, reason, message, device)
