@@ -78,6 +78,8 @@ def write_png_folders(data: dict[str, tuple[np.ndarray, np.ndarray]], class_name
 
 @dataclass
 class DemoReport:
+    """What a demo run did; the image and the text demo both print it. Runs on: driver."""
+
     dataset: str
     images_written: int
     stages: dict[str, float] = field(default_factory=dict)
@@ -88,10 +90,14 @@ class DemoReport:
     scored_rows: int = 0
     rejected_rows: int = 0
     note: str = ""
+    inputs_label: str = "raw image files"
+    inputs_detail: str = ""
+    scored_from: str = "raw files"
 
     def render(self) -> str:
+        detail = f" ({self.inputs_detail})" if self.inputs_detail else ""
         lines = [f"sparkdl_pipe demo: {self.dataset}" + (f" ({self.note})" if self.note else ""),
-                 f"  raw image files:        {self.images_written}"]
+                 f"  {self.inputs_label + ':':<24}{self.images_written}{detail}"]
         for k, v in self.counts.items():
             lines.append(f"  {k + ':':<24}{v}")
         for k, v in self.stages.items():
@@ -100,7 +106,7 @@ class DemoReport:
             return "n/a" if v is None else f"{v:.4f}"
         lines += [f"  validation accuracy:    {f(self.val_accuracy)}",
                   f"  test accuracy (ranks):  {f(self.test_accuracy_training)}",
-                  f"  test accuracy (scored from raw files): {f(self.test_accuracy_scored)}"
+                  f"  test accuracy (scored from {self.scored_from}): {f(self.test_accuracy_scored)}"
                   f" over {self.scored_rows} rows, {self.rejected_rows} rejected"]
         return "\n".join(lines)
 

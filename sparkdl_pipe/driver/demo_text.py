@@ -15,11 +15,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from sparkdl_pipe.config import IngestTextConfig, ScoreConfig, SplitConfig, TrainConfig
+from sparkdl_pipe.driver.demo import DemoReport
 from sparkdl_pipe.errors import DatasetError
 from sparkdl_pipe.preprocess.spec import TextSpec
 
@@ -56,35 +56,8 @@ def write_rotten_tomatoes_csv(root: str, test_fraction: float = 0.1, seed: int =
     return all_csv, test_csv, len(df)
 
 
-@dataclass
-class TextDemoReport:
-    model: str
-    rows: int
-    stages: dict[str, float] = field(default_factory=dict)
-    counts: dict = field(default_factory=dict)
-    val_accuracy: float | None = None
-    test_accuracy_training: float | None = None
-    test_accuracy_scored: float | None = None
-    scored_rows: int = 0
-    rejected_rows: int = 0
-
-    def render(self) -> str:
-        def f(v):
-            return "n/a" if v is None else f"{v:.4f}"
-
-        lines = [f"sparkdl_pipe demo: rotten-tomatoes text ({self.model})",
-                 f"  raw review snippets:    {self.rows} (fresh/rotten)"]
-        lines += [f"  {k + ':':<24}{v}" for k, v in self.counts.items()]
-        lines += [f"  time {k + ':':<19}{v:.1f}s" for k, v in self.stages.items()]
-        lines += [f"  validation accuracy:    {f(self.val_accuracy)}",
-                  f"  test accuracy (ranks):  {f(self.test_accuracy_training)}",
-                  f"  test accuracy (scored from raw text): {f(self.test_accuracy_scored)}"
-                  f" over {self.scored_rows} rows, {self.rejected_rows} rejected"]
-        return "\n".join(lines)
-
-
 def run_text_demo(spark, workdir: str, epochs: int = 2, num_proc: int = 2, batch_size: int = 64,
-                  model: str = "bilstm") -> TextDemoReport:
+                  model: str = "bilstm") -> DemoReport:
     """Rotten Tomatoes: CSV -> ingest-text -> Horovod training -> scoring raw test text. Runs on: driver."""
     from sparkdl_pipe.driver.ingest_text import run_ingest_text
     from sparkdl_pipe.driver.score import run_scoring
@@ -93,7 +66,8 @@ def run_text_demo(spark, workdir: str, epochs: int = 2, num_proc: int = 2, batch
     workdir = os.path.abspath(workdir)
     t = time.time()
     all_csv, test_csv, rows = write_rotten_tomatoes_csv(os.path.join(workdir, "rotten-tomatoes-raw"))
-    rep = TextDemoReport(model, rows)
+    rep = DemoReport("rotten-tomatoes text", rows, note=model, inputs_label="raw review snippets",
+                     inputs_detail="fresh/rotten", scored_from="raw text")
     rep.stages["write CSV"] = time.time() - t
 
     ds = os.path.join(workdir, "rotten-tomatoes-dataset")
