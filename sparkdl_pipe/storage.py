@@ -226,19 +226,24 @@ def publish(staging: str, target: str, overwrite: bool) -> None:
             shutil.rmtree(local_path(old), ignore_errors=True)
             return
         remove(target)
-    if is_local(target):
-        os.makedirs(os.path.dirname(local_path(target)), exist_ok=True)
-        os.replace(local_path(staging), local_path(target))
-    else:
-        fs, src = _fs(staging)
-        _, dst = _fs(target)
-        try:
-            fs.move(src, dst)
-        except NotImplementedError:  # S3 cannot rename a directory: copy it, then drop the staging copy
-            from pyarrow import fs as pafs
+    move(staging, target)
 
-            pafs.copy_files(src, dst, source_filesystem=fs, destination_filesystem=fs)
-            fs.delete_dir(src)
+
+def move(src_url: str, dst_url: str) -> None:
+    """Rename a directory (``dst_url`` must not exist); on S3, which cannot rename, copy then delete."""
+    if is_local(dst_url):
+        os.makedirs(os.path.dirname(local_path(dst_url)), exist_ok=True)
+        os.replace(local_path(src_url), local_path(dst_url))
+        return
+    fs, src = _fs(src_url)
+    _, dst = _fs(dst_url)
+    try:
+        fs.move(src, dst)
+    except NotImplementedError:  # S3 cannot rename a directory: copy it, then drop the source
+        from pyarrow import fs as pafs
+
+        pafs.copy_files(src, dst, source_filesystem=fs, destination_filesystem=fs)
+        fs.delete_dir(src)
 
 
 def check_output(target: str, overwrite: bool) -> None:

@@ -67,7 +67,10 @@ def _read_manifest(spark, url: str, cfg: IngestImagesConfig):
 
 
 def split_column(hints: set[str], val_fraction: float, test_fraction: float):
-    """Final split: keep the input's own split; carve val out of train when the input has none."""
+    """Final split: keep the input's own split; carve val out of train when the input has none.
+
+    :func:`split_of` is the same rule on the driver, for counting; the two must stay in step.
+    """
     from pyspark.sql import functions as F
 
     u, hint = F.col("u"), F.col("split_hint")
@@ -79,10 +82,65 @@ def split_column(hints: set[str], val_fraction: float, test_fraction: float):
     return F.when(hint.isNull(), by_hash).otherwise(kept)
 
 
-def _partitions_for(rows: int, row_bytes: int, row_group_mb: float) -> int:
-    rows_per_group = max(16, int(row_group_mb * 2**20 / max(row_bytes, 1)))
-    # At least ~16 row groups where the split has the rows for it: Petastorm shards by row group.
-    return max(1, math.ceil(rows / rows_per_group), min(16, rows // 16))
+def split_zones(val_fraction: float, test_fraction: float) -> list:
+    """The two columns :func:`split_of` needs instead of ``u``: which hash band, and ``u < val``."""
+    from pyspark.sql import functions as F
+
+    u = F.col("u")
+    band = F.when(u < test_fraction, 0).when(u < test_fraction + val_fraction, 1).otherwise(2)
+    return [band.alias("band"), (u < val_fraction).alias("below_val")]
+
+
+def split_of(hint: str | None, band: int, below_val: bool, hints: set[str]) -> str:
+    """:func:`split_column`'s rule for one group of rows (driver side)."""
+    if hint is None:
+        return ("test", "val", "train")[band]
+    if "val" not in hints and hint == "train" and below_val:
+        return "val"
+    return hint
+
+
+@dataclass
+class IngestStats:
+    """Counts of one ingest from a single aggregation over the prepared records. Driver."""
+
+    total: int
+    rejects_by_reason: dict[str, int]
+    labels: list[str]
+    hints: set[str]
+    splits: dict[str, dict]
+
+
+def ingest_stats(prepared, val_fraction: float, test_fraction: float, sums: dict | None = None) -> IngestStats:
+    """Totals, rejects by reason, labels, input split hints and per-split/per-class counts, in one job.
+
+    ``sums``: extra per-split sums (name -> Spark column over accepted rows, e.g. truncated texts).
+    """
+    from pyspark.sql import functions as F
+
+    sums = sums or {}
+    rows = prepared.groupBy("reason", "label_name", "split_hint", *split_zones(val_fraction, test_fraction)) \
+        .agg(F.count(F.lit(1)).alias("n"), *[F.sum(c).alias(k) for k, c in sums.items()]).collect()
+    rejects: dict[str, int] = {}
+    for r in rows:
+        if r["reason"] is not None:
+            rejects[r["reason"]] = rejects.get(r["reason"], 0) + r["n"]
+    ok = [r for r in rows if r["reason"] is None]
+    hints = {r["split_hint"] for r in ok if r["split_hint"]}
+    splits: dict[str, dict] = {s: {"count": 0, "per_class": {}, **{k: 0 for k in sums}} for s in storage.SPLITS}
+    for r in ok:
+        d = splits[split_of(r["split_hint"], r["band"], r["below_val"], hints)]
+        d["count"] += r["n"]
+        d["per_class"][r["label_name"]] = d["per_class"].get(r["label_name"], 0) + r["n"]
+        for k in sums:
+            d[k] += int(r[k] or 0)
+    return IngestStats(sum(r["n"] for r in rows), rejects, mf.natural_sorted({r["label_name"] for r in ok}),
+                       hints, splits)
+
+
+#: Tasks (hence Parquet files) per split: Petastorm deals whole row groups to ranks, so every split
+#: with the rows for it gets at least this many row groups.
+MIN_FILES_PER_SPLIT = 16
 
 
 @contextlib.contextmanager
@@ -92,7 +150,7 @@ def parquet_row_groups(spark, row_group_mb: float):
     This replaces Petastorm's ``materialize_dataset``, which also stores the schema as a *pickle*
     in ``_common_metadata`` (and Petastorm's readers unpickle it): our splits are plain Parquet,
     readable by Petastorm's batch reader, with the schema in the JSON manifest. No summary
-    ``_metadata`` is written and no Spark job counts row groups (see :func:`write_split`).
+    ``_metadata`` is written and no Spark job counts row groups (see :func:`write_splits`).
     """
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     keys = {"parquet.block.size": str(max(64 * 1024, int(row_group_mb * 2**20))),
@@ -111,23 +169,60 @@ def parquet_row_groups(spark, row_group_mb: float):
                 conf.set(k, v)
 
 
-def write_split(spark, df, url: str, rows: int, row_bytes: int, row_group_mb: float, unischema=None) -> int:
-    """Write one split as Parquet Petastorm reads (no pickle): the columns of ``unischema`` (the image
-    schema unless given), rows shuffled by a stable key. Returns the number of row groups."""
-    schema = unischema or image_unischema()
-    n = _partitions_for(rows, row_bytes, row_group_mb)
-    out = df.repartition(n, "order_key").sortWithinPartitions("order_key").select(*schema.fields.keys())
-    with parquet_row_groups(spark, row_group_mb):
-        out.write.mode("overwrite").option("compression", "snappy").parquet(storage.spark_path(url))
+def parquet_footers(url: str) -> tuple[int, int]:
+    """(rows, row groups) of the Parquet files of a split, from their footers (local and remote URLs)."""
     import pyarrow.parquet as pq
 
-    groups = 0
-    base = storage.local_path(url) if storage.is_local(url) else None
-    if base:
-        for f in sorted(os.listdir(base)):
-            if f.endswith(".parquet"):
-                groups += pq.ParquetFile(os.path.join(base, f)).num_row_groups
-    return groups or n
+    if storage.is_local(url):
+        from pyarrow import fs as pafs
+
+        fs, base = pafs.LocalFileSystem(), storage.local_path(url)
+    else:
+        fs, base = storage._fs(url)
+    from pyarrow import fs as pafs
+
+    rows = groups = 0
+    for info in fs.get_file_info(pafs.FileSelector(base)):
+        if info.is_file and info.base_name.endswith(".parquet"):
+            with fs.open_input_file(info.path) as f:
+                md = pq.ParquetFile(f).metadata
+                rows += md.num_rows
+                groups += md.num_row_groups
+    return rows, groups
+
+
+def write_splits(spark, df, staging: str, counts: dict[str, int], row_bytes: int, row_group_mb: float,
+                 unischema=None) -> dict[str, int]:
+    """Write every split of ``df`` (a ``split`` column) as Parquet Petastorm reads, in ONE Spark job.
+
+    One shuffle by the stable ``order_key`` (rows shuffled the same on every run), ``partitionBy``
+    split, then each ``split=NAME`` directory is renamed to ``NAME``. Every task writes one file per
+    split, so a split gets at least :data:`MIN_FILES_PER_SPLIT` row groups where it has the rows,
+    each row group at most ``row_group_mb``. The row counts read back from the Parquet footers must
+    equal ``counts`` (else nothing is published). Returns the row groups per split. Runs on: driver.
+    """
+    from pyspark.sql import functions as F
+
+    schema = unischema or image_unischema()
+    total_mb = sum(counts.values()) * row_bytes / 2**20
+    n = max(MIN_FILES_PER_SPLIT, spark.sparkContext.defaultParallelism, math.ceil(total_mb / 128))
+    out = df.select(*schema.fields.keys(), "split", "order_key").repartition(n, F.col("order_key")) \
+        .sortWithinPartitions("split", "order_key").drop("order_key")
+    parts = storage.join(staging, "_splits")
+    with parquet_row_groups(spark, row_group_mb):
+        out.write.mode("overwrite").partitionBy("split").option("compression", "snappy") \
+            .parquet(storage.spark_path(parts))
+    groups: dict[str, int] = {}
+    for s in storage.SPLITS:
+        if not counts.get(s):
+            groups[s] = 0
+            continue
+        storage.move(storage.join(parts, f"split={s}"), storage.join(staging, s))
+        rows, groups[s] = parquet_footers(storage.join(staging, s))
+        if rows != counts[s]:  # the driver's split rule (split_of) and Spark's (split_column) disagree: our bug
+            raise AssertionError(f"split {s}: {rows} rows written, {counts[s]} counted")
+    storage.remove(parts)
+    return groups
 
 
 def run_ingest_images(spark, cfg: IngestImagesConfig) -> IngestResult:
@@ -213,41 +308,26 @@ def write_ingested(spark, decoded, cfg: IngestImagesConfig, inp: str, out: str, 
     spec = cfg.image
     decoded = decoded.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        stats = decoded.groupBy(F.col("reason"), F.col("label_name"), F.col("split_hint")).count().collect()
-        total = sum(r["count"] for r in stats)
+        st = ingest_stats(decoded, cfg.split.val_fraction, cfg.split.test_fraction)
+        total, rejects_by_reason, labels, hints, splits = st.total, st.rejects_by_reason, st.labels, st.hints, st.splits
         if total == 0:
             raise DatasetError(f"no files found under {cfg.input}", fix="Check the path; hidden files "
                                f"({len(hidden)}) are skipped")
-        rejects_by_reason: dict[str, int] = {}
-        for r in stats:
-            if r["reason"] is not None:
-                rejects_by_reason[r["reason"]] = rejects_by_reason.get(r["reason"], 0) + r["count"]
         if cfg.max_rejects is not None and sum(rejects_by_reason.values()) > cfg.max_rejects:
             first = decoded.filter(F.col("reason").isNotNull()).select("path", "reason").limit(3).collect()
             rj.enforce_limit(cfg.max_rejects, rejects_by_reason, [(r["path"], r["reason"]) for r in first], out)
-        accepted_labels = [r["label_name"] for r in stats if r["reason"] is None]
-        labels = mf.natural_sorted(accepted_labels)
-        hints = {r["split_hint"] for r in stats if r["reason"] is None and r["split_hint"]}
         label_map = F.create_map(*[x for i, name in enumerate(labels) for x in (F.lit(name), F.lit(i))])
         accepted = decoded.filter(F.col("reason").isNull()) \
             .withColumn("split", split_column(hints, cfg.split.val_fraction, cfg.split.test_fraction)) \
             .withColumn("label", label_map[F.col("label_name")].cast("int"))
-        per = accepted.groupBy("split", "label_name").count().collect()
-        splits: dict[str, dict] = {s: {"count": 0, "per_class": {}} for s in storage.SPLITS}
-        for r in per:
-            splits[r["split"]]["count"] += r["count"]
-            splits[r["split"]]["per_class"][r["label_name"]] = r["count"]
 
         row_bytes = spec.height * spec.width * spec.channels + 96
         with storage.staged_output(out, cfg.overwrite) as staging:
+            groups = write_splits(spark, accepted, staging, {s: splits[s]["count"] for s in storage.SPLITS},
+                                  row_bytes, cfg.row_group_mb)
             for s in storage.SPLITS:
                 splits[s]["path"] = s
-                if splits[s]["count"]:
-                    splits[s]["row_groups"] = write_split(
-                        spark, accepted.filter(F.col("split") == s), storage.join(staging, s),
-                        splits[s]["count"], row_bytes, cfg.row_group_mb)
-                else:
-                    splits[s]["row_groups"] = 0
+                splits[s]["row_groups"] = groups[s]
             n_rej = sum(rejects_by_reason.values())
             decoded.filter(F.col("reason").isNotNull()) \
                 .select(F.col("path"), F.col("reason"), F.col("message"), F.lit("ingest").alias("stage")) \

@@ -17,7 +17,7 @@ from sparkdl_pipe import manifest as mf
 from sparkdl_pipe import storage
 from sparkdl_pipe.config import IngestTextConfig
 from sparkdl_pipe.driver.files import spread
-from sparkdl_pipe.driver.ingest import IngestResult, split_column, write_split
+from sparkdl_pipe.driver.ingest import IngestResult, ingest_stats, split_column, write_splits
 from sparkdl_pipe.driver.text_files import detect_text_format, read_text_input
 from sparkdl_pipe.errors import DatasetError
 from sparkdl_pipe.executor.ingest import path_of
@@ -83,31 +83,14 @@ def run_ingest_text(spark, cfg: IngestTextConfig) -> IngestTextResult:
     prepared = src.mapInPandas(fn, PREPARED_DDL).persist(StorageLevel.MEMORY_AND_DISK)
     vocab_bc = None
     try:
-        stats = prepared.groupBy("reason", "label_name", "split_hint").count().collect()
-        total = sum(r["count"] for r in stats)
+        st = ingest_stats(prepared, cfg.split.val_fraction, cfg.split.test_fraction, sums={
+            "truncated": (F.col("n_tokens") > spec.max_len).cast("long"), "tokens": F.col("n_tokens")})
+        total, rejects_by_reason, labels, hints, splits = st.total, st.rejects_by_reason, st.labels, st.hints, st.splits
         if total == 0:
             raise DatasetError(f"no text records found in {cfg.input}",
                                fix=f"Check the path and format ({fmt}); hidden files ({len(hidden)}) are skipped")
-        rejects_by_reason: dict[str, int] = {}
-        for r in stats:
-            if r["reason"] is not None:
-                rejects_by_reason[r["reason"]] = rejects_by_reason.get(r["reason"], 0) + r["count"]
-        labels = mf.natural_sorted(r["label_name"] for r in stats if r["reason"] is None)
-        hints = {r["split_hint"] for r in stats if r["reason"] is None and r["split_hint"]}
         accepted = prepared.filter(F.col("reason").isNull()) \
             .withColumn("split", split_column(hints, cfg.split.val_fraction, cfg.split.test_fraction))
-        per = accepted.groupBy("split", "label_name").agg(
-            F.count(F.lit(1)).alias("n"),
-            F.sum((F.col("n_tokens") > spec.max_len).cast("long")).alias("truncated"),
-            F.sum("n_tokens").alias("tokens")).collect()
-        splits: dict[str, dict] = {s: {"count": 0, "per_class": {}, "truncated": 0, "tokens": 0}
-                                   for s in storage.SPLITS}
-        for r in per:
-            d = splits[r["split"]]
-            d["count"] += r["n"]
-            d["per_class"][r["label_name"]] = r["n"]
-            d["truncated"] += int(r["truncated"])
-            d["tokens"] += int(r["tokens"])
         if not splits["train"]["count"]:
             raise DatasetError(f"no accepted records in the train split of {cfg.input}",
                                fix="The vocabulary is built from the train split; check the split column or fractions")
@@ -119,11 +102,11 @@ def run_ingest_text(spark, cfg: IngestTextConfig) -> IngestTextResult:
                                                labels=labels), ENCODED_DDL)
         row_bytes = 4 * spec.max_len + 64
         with storage.staged_output(out, cfg.overwrite) as staging:
+            groups = write_splits(spark, encoded, staging, {s: splits[s]["count"] for s in storage.SPLITS},
+                                  row_bytes, cfg.row_group_mb, text_unischema())
             for s in storage.SPLITS:
                 splits[s]["path"] = s
-                splits[s]["row_groups"] = write_split(
-                    spark, encoded.filter(F.col("split") == s), storage.join(staging, s), splits[s]["count"],
-                    row_bytes, cfg.row_group_mb, text_unischema()) if splits[s]["count"] else 0
+                splits[s]["row_groups"] = groups[s]
             save_vocabulary(vocab, storage.join(staging, VOCAB_FILE))
             n_rej = sum(rejects_by_reason.values())
             prepared.filter(F.col("reason").isNotNull()) \
