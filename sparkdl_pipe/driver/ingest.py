@@ -359,6 +359,6 @@ def write_ingested(spark, decoded, cfg: IngestImagesConfig, inp: str, out: str, 
     if sum(counts.values()) + n_rej != total:  # the invariant; a failure here is our bug
         raise AssertionError(f"ingest lost records: {total} in, {counts} + {n_rej} rejected")
     res = IngestResult(out, total, counts, n_rej, rejects_by_reason, len(hidden), labels,
-                       doc["fingerprint"], time.time() - t0)
+                       str(doc["fingerprint"]), time.time() - t0)
     log.info(res.summary())
     return res

@@ -147,7 +147,7 @@ def run_ingest_text(spark, cfg: IngestTextConfig) -> IngestTextResult:
     counts = {s: splits[s]["count"] for s in storage.SPLITS}
     if sum(counts.values()) + n_rej != total:  # the invariant; a failure here is our bug
         raise AssertionError(f"ingest lost records: {total} in, {counts} + {n_rej} rejected")
-    res = IngestTextResult(out, total, counts, n_rej, rejects_by_reason, len(hidden), labels, doc["fingerprint"],
+    res = IngestTextResult(out, total, counts, n_rej, rejects_by_reason, len(hidden), labels, str(doc["fingerprint"]),
                            time.time() - t0, vocab_size=vocab.size, truncated=truncated)
     log.info(res.summary())
     return res
