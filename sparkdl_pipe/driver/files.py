@@ -146,3 +146,27 @@ def resolved_path(manifest_url: str, col: str):
     base = manifest_url.rsplit("/", 1)[0]
     p = F.col(col).cast("string")
     return F.when(p.rlike(r"^([a-zA-Z][a-zA-Z0-9+.-]*:|/)"), p).otherwise(F.concat(F.lit(base + "/"), p))
+
+
+def write_rejects(rejects, url: str, count: int) -> None:
+    """Write a rejects table (a DataFrame of ``count`` rows) to ``url`` as Parquet.
+
+    With no rejects, one empty Parquet file of the same schema is written directly, without a Spark
+    job (the common case costs nothing); ``spark.read.parquet`` reads it as an empty table.
+    """
+    if count:
+        rejects.coalesce(1).write.mode("overwrite").parquet(storage.spark_path(url))
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    table = pa.Table.from_batches([], schema=to_arrow_schema(rejects.schema))
+    name = "part-00000-empty.snappy.parquet"
+    if storage.is_local(url):
+        os.makedirs(storage.local_path(url), exist_ok=True)
+        pq.write_table(table, os.path.join(storage.local_path(url), name), compression="snappy")
+        return
+    fs, path = storage._fs(storage.join(url, name))
+    with fs.open_output_stream(path) as f:
+        pq.write_table(table, f, compression="snappy")

@@ -24,6 +24,7 @@ from sparkdl_pipe.driver.files import (
     read_manifest_table,
     resolved_path,
     spread,
+    write_rejects,
 )
 from sparkdl_pipe.errors import DatasetError, UserInputError
 from sparkdl_pipe.executor.ingest import DECODED_DDL, decode_images, path_of
@@ -329,9 +330,9 @@ def write_ingested(spark, decoded, cfg: IngestImagesConfig, inp: str, out: str, 
                 splits[s]["path"] = s
                 splits[s]["row_groups"] = groups[s]
             n_rej = sum(rejects_by_reason.values())
-            decoded.filter(F.col("reason").isNotNull()) \
-                .select(F.col("path"), F.col("reason"), F.col("message"), F.lit("ingest").alias("stage")) \
-                .coalesce(1).write.mode("overwrite").parquet(storage.spark_path(storage.join(staging, "rejects")))
+            write_rejects(decoded.filter(F.col("reason").isNotNull()).select(
+                F.col("path"), F.col("reason"), F.col("message"), F.lit("ingest").alias("stage")),
+                storage.join(staging, "rejects"), n_rej)
             doc = {
                 "format": mf.FORMAT, "format_version": mf.FORMAT_VERSION, "kind": "image",
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -16,7 +16,7 @@ from functools import partial
 from sparkdl_pipe import manifest as mf
 from sparkdl_pipe import storage
 from sparkdl_pipe.config import IngestTextConfig
-from sparkdl_pipe.driver.files import spread
+from sparkdl_pipe.driver.files import spread, write_rejects
 from sparkdl_pipe.driver.ingest import IngestResult, ingest_stats, split_column, write_splits
 from sparkdl_pipe.driver.text_files import detect_text_format, read_text_input
 from sparkdl_pipe.errors import DatasetError
@@ -109,9 +109,9 @@ def run_ingest_text(spark, cfg: IngestTextConfig) -> IngestTextResult:
                 splits[s]["row_groups"] = groups[s]
             save_vocabulary(vocab, storage.join(staging, VOCAB_FILE))
             n_rej = sum(rejects_by_reason.values())
-            prepared.filter(F.col("reason").isNotNull()) \
-                .select(F.col("id"), F.col("reason"), F.col("message"), F.lit("ingest").alias("stage")) \
-                .coalesce(1).write.mode("overwrite").parquet(storage.spark_path(storage.join(staging, "rejects")))
+            write_rejects(prepared.filter(F.col("reason").isNotNull()).select(
+                F.col("id"), F.col("reason"), F.col("message"), F.lit("ingest").alias("stage")),
+                storage.join(staging, "rejects"), n_rej)
             truncated = sum(splits[s]["truncated"] for s in storage.SPLITS)
             doc = {
                 "format": mf.FORMAT, "format_version": mf.FORMAT_VERSION, "kind": "text",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from sparkdl_pipe.driver.files import (
     read_manifest_table,
     resolved_path,
     spread,
+    write_rejects,
 )
 from sparkdl_pipe.errors import DatasetError, UserInputError
 from sparkdl_pipe.executor.score import SCORED_DDL, score_batches
@@ -149,31 +149,34 @@ def write_scores(scored, cfg: ScoreConfig, model, inp: str, out: str, fmt: str, 
 
     scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        stats = scored.groupBy("reason").agg(
-            F.count(F.lit(1)).alias("n"),
-            F.sum(F.when(F.col("true_label").isNotNull(), 1).otherwise(0)).alias("labelled"),
-            F.sum(F.when(F.col("true_label") == F.col("label_name"), 1).otherwise(0)).alias("correct"),
-        ).collect()
-        total = sum(r["n"] for r in stats)
-        ok = [r for r in stats if r["reason"] is None]
-        n_ok = ok[0]["n"] if ok else 0
-        labelled = ok[0]["labelled"] if ok else 0
-        correct = ok[0]["correct"] if ok else 0
-        rejects_by_reason = {r["reason"]: r["n"] for r in stats if r["reason"] is not None}
-        n_rej = sum(rejects_by_reason.values())
-        if cfg.max_rejects is not None and n_rej > cfg.max_rejects:
-            first = scored.filter(F.col("reason").isNotNull()).select(id_col, "reason").limit(3).collect()
-            rj.enforce_limit(cfg.max_rejects, rejects_by_reason, [(str(r[id_col]), r["reason"]) for r in first], out)
-        acc = correct / labelled if labelled else None
-        devices = sorted(r["device"] for r in scored.select("device").distinct().collect())
         with storage.staged_output(out, cfg.overwrite) as staging:
+            # First the predictions: this one job runs the model over every row and fills the cache
+            # the counts below read. (No coalesce here: it would also shrink the scoring's parallelism.)
             scored.filter(F.col("reason").isNull()) \
                 .select(id_col, "prediction", "label_name", "probability", "true_label", "model_name", "model_id") \
-                .coalesce(max(1, math.ceil(n_ok / 500_000))).write.mode("overwrite") \
-                .parquet(storage.spark_path(storage.join(staging, "predictions")))
-            scored.filter(F.col("reason").isNotNull()) \
-                .select(id_col, "reason", "message", F.lit("score").alias("stage")) \
-                .coalesce(1).write.mode("overwrite").parquet(storage.spark_path(storage.join(staging, "rejects")))
+                .write.mode("overwrite").parquet(storage.spark_path(storage.join(staging, "predictions")))
+            stats = scored.groupBy("reason").agg(
+                F.count(F.lit(1)).alias("n"),
+                F.sum(F.when(F.col("true_label").isNotNull(), 1).otherwise(0)).alias("labelled"),
+                F.sum(F.when(F.col("true_label") == F.col("label_name"), 1).otherwise(0)).alias("correct"),
+                F.collect_set("device").alias("devices"),
+            ).collect()
+            total = sum(r["n"] for r in stats)
+            ok = [r for r in stats if r["reason"] is None]
+            n_ok = ok[0]["n"] if ok else 0
+            labelled = ok[0]["labelled"] if ok else 0
+            correct = ok[0]["correct"] if ok else 0
+            rejects_by_reason = {r["reason"]: r["n"] for r in stats if r["reason"] is not None}
+            n_rej = sum(rejects_by_reason.values())
+            if cfg.max_rejects is not None and n_rej > cfg.max_rejects:  # nothing is published
+                first = scored.filter(F.col("reason").isNotNull()).select(id_col, "reason").limit(3).collect()
+                rj.enforce_limit(cfg.max_rejects, rejects_by_reason, [(str(r[id_col]), r["reason"]) for r in first],
+                                 out)
+            acc = correct / labelled if labelled else None
+            devices = sorted({d for r in stats for d in r["devices"] if d})
+            write_rejects(scored.filter(F.col("reason").isNotNull())
+                          .select(id_col, "reason", "message", F.lit("score").alias("stage")),
+                          storage.join(staging, "rejects"), n_rej)
             storage.write_json(storage.join(staging, SUMMARY_FILE), {
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "input": inp, "input_format": fmt, "model": model.url, "model_name": model.name,
@@ -183,7 +186,7 @@ def write_scores(scored, cfg: ScoreConfig, model, inp: str, out: str, fmt: str, 
                 "skipped": {"hidden": len(hidden), "examples": hidden[:20]},
                 "files_seen": total + len(hidden),
                 "batch_size": cfg.batch_size, "seconds": time.time() - t0,
-                "devices": [json.loads(d) for d in devices if d],
+                "devices": [json.loads(d) for d in devices],
             })
     finally:
         scored.unpersist()
