@@ -34,7 +34,7 @@ class BenchConfig:
     """How big the benchmark is. ``rows`` is the 1x PNG input; growth runs use 2x and 4x of it."""
 
     rows: int = 10_000
-    jpegs: int = 8_000
+    jpegs: int = 16_000
     jpeg_size: int = 256
     jpeg_target: int = 64
     steps: int = 150
