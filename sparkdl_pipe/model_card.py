@@ -35,8 +35,14 @@ class ModelInfo:
     card: dict[str, Any]
 
     @property
+    def model_url(self) -> str:
+        """URL of the Keras file (any scheme; executors fetch it with :func:`fetch_model`)."""
+        return storage.join(self.url, self.card["model_file"])
+
+    @property
     def model_path(self) -> str:
-        return storage.local_path(storage.join(self.url, self.card["model_file"]))
+        """Local path of the Keras file (``file://`` models only; see :attr:`model_url`)."""
+        return storage.local_path(self.model_url)
 
     @property
     def model_id(self) -> str:
@@ -59,9 +65,9 @@ class ModelInfo:
         return str(self.card.get("kind", "image"))
 
     @property
-    def vocab_path(self) -> str:
-        """Local path of the vocabulary a text model was trained with (copied into the model directory)."""
-        return storage.local_path(storage.join(self.url, self.card["vocabulary_file"]))
+    def vocab_url(self) -> str:
+        """URL of the vocabulary a text model was trained with (copied into the model directory)."""
+        return storage.join(self.url, self.card["vocabulary_file"])
 
 
 def load_model_info(url: str) -> ModelInfo:

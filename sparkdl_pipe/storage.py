@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlparse
 
-from sparkdl_pipe.errors import DatasetError
+from sparkdl_pipe.errors import DatasetError, UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,36 @@ def join(url: str, *parts: str) -> str:
     return "/".join([url.rstrip("/"), *[p.strip("/") for p in parts]])
 
 
-def _fs(url: str):
+#: Schemes models, checkpoints and small files may use (pyarrow filesystems; Spark's Hadoop side agrees).
+SCHEMES = ("file", "hdfs", "viewfs", "s3", "s3a")
+
+
+def filesystem(url: str):
+    """``(pyarrow FileSystem, path inside it)`` for a URL or local path.
+
+    ``s3a://`` is read as ``s3://``. For S3, ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` (the
+    AWS SDK's variables, e.g. ``http://127.0.0.1:9000`` for MinIO) set the endpoint; credentials come
+    from the usual ``AWS_*`` variables or ``~/.aws``. Another scheme is a user mistake (one line).
+    """
     from pyarrow import fs as pafs
 
     u = to_url(url)
-    if u.startswith("s3a://"):
+    scheme = urlparse(u).scheme
+    if scheme not in SCHEMES:
+        raise UserInputError(f"storage URL {url}", "a path or a file://, hdfs://, s3:// or s3a:// URL",
+                             fix="Copy the data to one of those filesystems")
+    if scheme == "s3a":
         u = "s3://" + u[len("s3a://"):]
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if scheme in ("s3", "s3a") and endpoint and "endpoint_override" not in u:
+        ep = urlparse(endpoint)
+        path = u[len("s3://"):].split("?", 1)[0]
+        return pafs.S3FileSystem(endpoint_override=ep.netloc or ep.path, scheme=ep.scheme or "https",
+                                 region=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")), path
     return pafs.FileSystem.from_uri(u)
+
+
+_fs = filesystem  # the older private name
 
 
 def exists(url: str) -> bool:
@@ -127,8 +150,95 @@ def remove(url: str) -> None:
         elif os.path.exists(p):
             os.remove(p)
         return
+    from pyarrow import fs as pafs
+
     fs, p = _fs(url)
-    fs.delete_dir(p)
+    kind = fs.get_file_info(p).type
+    if kind == pafs.FileType.Directory:
+        fs.delete_dir(p)
+    elif kind == pafs.FileType.File:
+        fs.delete_file(p)
+
+
+# --- moving files between a node's local disk and any URL (models, checkpoints, logs) ----------------
+
+def list_names(url: str) -> list[str]:
+    """Names of the entries directly under directory ``url`` (empty when it does not exist)."""
+    from pyarrow import fs as pafs
+
+    fs, p = _fs(url)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(p, allow_not_found=True))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(i.base_name for i in infos)
+
+
+def size(url: str) -> int | None:
+    """Bytes of the file at ``url`` (None when there is no file)."""
+    fs, p = _fs(url)
+    info = fs.get_file_info(p)
+    return info.size if info.is_file else None
+
+
+def _copy(src_fs, src: str, dst_fs, dst: str, is_dir: bool) -> None:
+    from pyarrow import fs as pafs
+
+    dst_fs.create_dir(dst if is_dir else dst.rsplit("/", 1)[0], recursive=True)
+    pafs.copy_files(src, dst, source_filesystem=src_fs, destination_filesystem=dst_fs)
+
+
+def upload(local: str, url: str) -> None:
+    """Copy a local file or directory tree to ``url`` (any scheme, ``file://`` included).
+
+    Runs on: driver and executors (rank 0 writes locally, then uploads with this).
+    """
+    from pyarrow import fs as pafs
+
+    dst_fs, dst = _fs(url)
+    _copy(pafs.LocalFileSystem(), os.path.abspath(local), dst_fs, dst, os.path.isdir(local))
+
+
+def download(url: str, local: str) -> None:
+    """Copy the file or directory tree at ``url`` to the local path ``local``."""
+    from pyarrow import fs as pafs
+
+    src_fs, src = _fs(url)
+    info = src_fs.get_file_info(src)
+    if info.type == pafs.FileType.NotFound:
+        raise DatasetError(f"{url} does not exist")
+    _copy(src_fs, src, pafs.LocalFileSystem(), os.path.abspath(local), info.type == pafs.FileType.Directory)
+
+
+def copy(src_url: str, dst_url: str) -> None:
+    """Copy a file or directory tree from one URL to another (the schemes may differ)."""
+    from pyarrow import fs as pafs
+
+    src_fs, src = _fs(src_url)
+    dst_fs, dst = _fs(dst_url)
+    info = src_fs.get_file_info(src)
+    if info.type == pafs.FileType.NotFound:
+        raise DatasetError(f"{src_url} does not exist")
+    _copy(src_fs, src, dst_fs, dst, info.type == pafs.FileType.Directory)
+
+
+def move(src_url: str, dst_url: str) -> None:
+    """Rename a file or directory on one filesystem; S3, which cannot rename, copies then deletes."""
+    if is_local(src_url) and is_local(dst_url):
+        dst = local_path(dst_url)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        os.replace(local_path(src_url), dst)
+        return
+    fs, src = _fs(src_url)
+    _, dst = _fs(dst_url)
+    try:
+        fs.move(src, dst)
+    except (NotImplementedError, OSError) as e:  # S3: no directory rename
+        if type(fs).__name__ != "S3FileSystem":
+            raise
+        log.debug("moving %s by copy + delete (%s)", src_url, e)
+        copy(src_url, dst_url)
+        remove(src_url)
 
 
 OWNER_FILE = "_sparkdl_staging_owner.json"
@@ -226,24 +336,7 @@ def publish(staging: str, target: str, overwrite: bool) -> None:
             shutil.rmtree(local_path(old), ignore_errors=True)
             return
         remove(target)
-    move(staging, target)
-
-
-def move(src_url: str, dst_url: str) -> None:
-    """Rename a directory (``dst_url`` must not exist); on S3, which cannot rename, copy then delete."""
-    if is_local(dst_url):
-        os.makedirs(os.path.dirname(local_path(dst_url)), exist_ok=True)
-        os.replace(local_path(src_url), local_path(dst_url))
-        return
-    fs, src = _fs(src_url)
-    _, dst = _fs(dst_url)
-    try:
-        fs.move(src, dst)
-    except NotImplementedError:  # S3 cannot rename a directory: copy it, then drop the source
-        from pyarrow import fs as pafs
-
-        pafs.copy_files(src, dst, source_filesystem=fs, destination_filesystem=fs)
-        fs.delete_dir(src)
+    move(staging, target)  # S3 cannot rename a directory: copied, then the staging copy dropped
 
 
 def check_output(target: str, overwrite: bool) -> None:

@@ -7,14 +7,15 @@ checkpoints move into the published model (``NAME/checkpoints/``) and the work d
 ``--resume`` continues from the work directory, or else from the published model's checkpoints
 (to train a finished model for more epochs; with ``--overwrite``).
 
+Like the output, the work directory is a URL (``file://``, ``hdfs://``, ``s3://``): rank 0 uploads
+checkpoints to it and the ranks write their heartbeats to it through :mod:`sparkdl_pipe.storage`.
+
 Runs on: driver.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 
 from sparkdl_pipe import storage
 from sparkdl_pipe.errors import UserInputError
@@ -24,31 +25,34 @@ log = logging.getLogger(__name__)
 
 
 def work_dir(output_url: str) -> str:
-    """The local work directory of a training run writing to ``output_url``."""
-    head, name = os.path.split(storage.local_path(output_url).rstrip("/"))
-    return os.path.join(head, f".{name}.train-work")
+    """The work directory (a URL) of a training run writing to ``output_url``.
+
+    >>> work_dir("file:///models/m")
+    'file:///models/.m.train-work'
+    """
+    head, _, name = storage.to_url(output_url).rstrip("/").rpartition("/")
+    return f"{head}/.{name}.train-work"
 
 
 def prepare_checkpoints(output_url: str, resume: bool, about: dict, epochs: int) -> tuple[str, str, dict | None]:
-    """(checkpoint dir, heartbeat dir, last checkpoint or None) for a new run.
+    """(checkpoint URL, heartbeat URL, last checkpoint or None) for a new run.
 
     Without ``resume`` an old work directory is cleared (its checkpoints are not used). With it, the
     checkpoint must come from the same model, dataset and classes, and have fewer than ``epochs``.
     """
     wd = work_dir(output_url)
-    ck, hb = os.path.join(wd, "checkpoints"), os.path.join(wd, "heartbeats")
+    ck, hb = storage.join(wd, "checkpoints"), storage.join(wd, "heartbeats")
     if not resume:
         if read_last(ck) is not None:
             log.warning("starting from scratch: the checkpoints in %s (a previous run) are discarded; "
                         "use --resume to continue them", ck)
-        shutil.rmtree(wd, ignore_errors=True)
-        os.makedirs(hb)
+        storage.remove(wd)
         return ck, hb, None
-    published = os.path.join(storage.local_path(output_url), "checkpoints")
+    published = storage.join(storage.to_url(output_url), "checkpoints")
     last = read_last(ck)
     if last is None and read_last(published) is not None:
-        shutil.rmtree(wd, ignore_errors=True)
-        shutil.copytree(published, ck)
+        storage.remove(wd)
+        storage.copy(published, ck)
         last = read_last(ck)
     if last is None:
         raise UserInputError("--resume: no checkpoint to continue", fix=f"None in {ck} or {published}; "
@@ -61,6 +65,5 @@ def prepare_checkpoints(output_url: str, resume: bool, about: dict, epochs: int)
     if int(last["epoch"]) >= epochs:
         raise UserInputError("--epochs", f"more than the {last['epoch']} epochs the checkpoint already has",
                              epochs)
-    shutil.rmtree(hb, ignore_errors=True)
-    os.makedirs(hb)
+    storage.remove(hb)
     return ck, hb, last

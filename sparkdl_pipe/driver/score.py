@@ -27,6 +27,7 @@ from sparkdl_pipe.errors import DatasetError, UserInputError
 from sparkdl_pipe.executor.score import SCORED_DDL, score_batches
 from sparkdl_pipe.manifest import load_dataset_info
 from sparkdl_pipe.model_card import load_model_info
+from sparkdl_pipe.model_fetch import fetch_model
 from sparkdl_pipe.safe_model import check_model_file
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,8 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
     if not storage.exists(inp):
         raise DatasetError(f"input {cfg.input} does not exist")
     storage.prepare_output(out, cfg.overwrite)
-    check_model_file(model.model_path, model.spec.shape, len(model.labels))  # safe mode, once, before any task
+    # safe mode and the card's sha256, once, before any task (the file is fetched to this node's cache)
+    check_model_file(fetch_model(model.model_url, model.model_id), model.spec.shape, len(model.labels))
     if model.kind == "text":
         from sparkdl_pipe.driver.score_text import run_text_scoring
 
@@ -126,7 +128,7 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
         raise UserInputError("--input-format", "auto, folder, manifest or petastorm for an image model", fmt)
 
     threads = score_threads(spark)
-    fn = partial(score_batches, model_path=model.model_path, model_id=model.model_id, model_name=model.name,
+    fn = partial(score_batches, model_path=model.model_url, model_id=model.model_id, model_name=model.name,
                  spec_dict=spec.to_dict(), labels=labels, batch_size=cfg.batch_size, source=source,
                  threads=threads, root=inp if fmt == "folder" else None)
     return write_scores(src.mapInPandas(fn, SCORED_DDL), cfg, model, inp, out, fmt, hidden, t0,

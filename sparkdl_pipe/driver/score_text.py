@@ -41,7 +41,7 @@ def run_text_scoring(spark, cfg: ScoreConfig, model, inp: str, out: str, t0: flo
     spec = model.spec
     if "vocabulary_file" not in model.card:
         raise DatasetError(f"text model {model.url} has no vocabulary_file in its card", fix="Re-train it")
-    vocab = load_vocabulary(model.vocab_path)
+    vocab = load_vocabulary(model.vocab_url)
     if vocab.fingerprint() != spec.vocab_fingerprint:
         raise DatasetError("the model's vocabulary file does not match its card", spec.vocab_fingerprint,
                            vocab.fingerprint(), "Re-train the model; do not edit vocab.json")
@@ -69,8 +69,8 @@ def run_text_scoring(spark, cfg: ScoreConfig, model, inp: str, out: str, t0: flo
         if fmt != "txt":
             src = spread(src, rows_per_partition=20000)
         source = "folder" if fmt == "txt" else "table"
-    fn = partial(score_text_batches, model_path=model.model_path, model_id=model.model_id, model_name=model.name,
-                 spec_dict=spec.to_dict(), vocab_path=model.vocab_path, labels=model.labels,
+    fn = partial(score_text_batches, model_path=model.model_url, model_id=model.model_id, model_name=model.name,
+                 spec_dict=spec.to_dict(), vocab_path=model.vocab_url, labels=model.labels,
                  batch_size=cfg.batch_size, source=source, threads=score_threads(spark),
                  root=inp if fmt == "txt" else None)
     return write_scores(src.mapInPandas(fn, SCORED_TEXT_DDL), cfg, model, inp, out, fmt, hidden, t0, id_col="id")

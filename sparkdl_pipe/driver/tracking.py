@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -79,6 +81,7 @@ def track_training(cfg: TrackingConfig, model_dir: str) -> str:
     run = client.create_run(exp_id, run_name=cfg.run_name or f"{card['name']}-{card['model_id']}", tags=tags)
     rid = run.info.run_id
     status = "FAILED"
+    tmp = None
     try:
         from mlflow.entities import Metric, Param
 
@@ -93,16 +96,24 @@ def track_training(cfg: TrackingConfig, model_dir: str) -> str:
             if card["final"].get(k) is not None:
                 metrics.append(Metric(f"final_{k}", float(card["final"][k]), ts, 0))
         client.log_batch(rid, metrics=metrics, params=params)
-        local = storage.local_path(info.url)
-        client.log_artifact(rid, info.model_path, "model")
-        client.log_artifact(rid, os.path.join(local, mc.CARD_FILE), "model")
         from sparkdl_pipe.driver.report import PLOTS_DIR, REPORT_FILE
 
+        if storage.is_local(info.url):
+            local = storage.local_path(info.url)
+        else:  # MLflow logs local files: fetch what is logged from the model's URL first
+            tmp = local = tempfile.mkdtemp(prefix="sparkdl_pipe-mlflow-")
+            for name in (mc.MODEL_FILE, mc.CARD_FILE, REPORT_FILE, PLOTS_DIR):
+                if storage.exists(storage.join(info.url, name)):
+                    storage.download(storage.join(info.url, name), os.path.join(local, name))
+        client.log_artifact(rid, os.path.join(local, info.card["model_file"]), "model")
+        client.log_artifact(rid, os.path.join(local, mc.CARD_FILE), "model")
         if os.path.exists(os.path.join(local, REPORT_FILE)):
             client.log_artifact(rid, os.path.join(local, REPORT_FILE), "report")
             client.log_artifacts(rid, os.path.join(local, PLOTS_DIR), f"report/{PLOTS_DIR}")
         status = "FINISHED"
     finally:
         client.set_terminated(rid, status)
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
     log.info("MLflow run %s in experiment %r at %s", rid, cfg.experiment, uri)
     return rid

@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,7 +24,7 @@ from sparkdl_pipe.driver.resume import prepare_checkpoints, work_dir
 from sparkdl_pipe.driver.session import require_slots, task_slots
 from sparkdl_pipe.driver.tracking import TrackingConfig, track_training
 from sparkdl_pipe.driver.watchdog import run_ranks
-from sparkdl_pipe.errors import DatasetError, TrainingError, UserInputError
+from sparkdl_pipe.errors import DatasetError, TrainingError
 from sparkdl_pipe.executor.checkpoint import read_last
 from sparkdl_pipe.manifest import load_dataset_info, versions
 from sparkdl_pipe.models.registry import get_builder, resolve_model
@@ -54,14 +55,14 @@ class TrainResult:
 
 
 def copy_vocabulary(info, model_dir: str, card: dict) -> None:
-    """Copy a text dataset's vocabulary into the model directory and name it in the card."""
+    """Copy a text dataset's vocabulary into the model directory (a URL) and name it in the card."""
     from sparkdl_pipe.preprocess.text import VOCAB_FILE, load_vocabulary, save_vocabulary
 
     vocab = load_vocabulary(storage.join(info.url, info.doc["vocabulary"]["path"]))
     if vocab.fingerprint() != info.spec.vocab_fingerprint:  # type: ignore[union-attr]
         raise DatasetError("the dataset's vocabulary file does not match its manifest",
                            info.spec.vocab_fingerprint, vocab.fingerprint(), "Re-ingest the dataset")  # type: ignore[union-attr]
-    save_vocabulary(vocab, os.path.join(model_dir, VOCAB_FILE))
+    save_vocabulary(vocab, storage.join(model_dir, VOCAB_FILE))
     card["vocabulary_file"] = VOCAB_FILE
 
 
@@ -104,14 +105,12 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
                            f"{num_proc} ranks", fix="Re-ingest with a smaller --row-group-mb or use fewer ranks")
     steps = cfg.steps_per_epoch or max(1, n_train // (cfg.batch_size * num_proc))
     out = storage.to_url(cfg.output)
-    if not storage.is_local(out):
-        raise UserInputError("--output", "a local or shared-filesystem path (file://) for the model", out)
+    storage.filesystem(out)  # an unsupported scheme is one line here, before any work
     storage.prepare_output(out, cfg.overwrite)
     about = {"model": model_name, "dataset_fingerprint": info.fingerprint, "shape": list(spec.shape),
              "num_classes": len(labels)}
     ck_dir, hb_dir, resumed = prepare_checkpoints(out, cfg.resume, about, cfg.epochs)
     staging = storage.staging_url(out)  # published by storage.staged_output below
-    stage_dir = storage.local_path(staging)
     threads = cfg.threads_per_rank or _threads_per_rank(spark, num_proc)
     # The biggest shard, with a margin: Petastorm deals whole row groups, so shards differ in size.
     item_bytes = 4 if isinstance(spec, TextSpec) else 1  # int32 token ids, uint8 pixels
@@ -131,8 +130,9 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
         "threads": threads, "shuffle_buffer": cfg.shuffle_buffer, "cache_shard": cache_shard,
         "checkpoint_dir": ck_dir, "checkpoint_about": about, "heartbeat_dir": hb_dir,
         "resume_from": ck_dir if resumed else None,
-        "model_path": os.path.join(stage_dir, mc.MODEL_FILE),
-        "tensorboard_dir": os.path.join(stage_dir, "tensorboard"),
+        # rank 0 writes these on its own disk and uploads them here (any scheme, file:// included)
+        "model_url": storage.join(staging, mc.MODEL_FILE),
+        "tensorboard_url": storage.join(staging, "tensorboard"),
     }
     log.info("training %s (%s) on %d ranks x %d steps/epoch (every rank the same), %d thread(s) each; "
              "input %s", model_name, builder.__name__, num_proc, steps, threads,
@@ -141,7 +141,6 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     from sparkdl_pipe.executor.train_worker import train_rank
 
     with storage.staged_output(out, cfg.overwrite, staging=staging):
-        os.makedirs(stage_dir, exist_ok=True)
         try:
             with ProgressServer(spark.sparkContext.getConf().get("spark.driver.host", "127.0.0.1")) as srv:
                 params["progress_address"] = f"{srv.address[0]}:{srv.address[1]}"  # rank 0 streams epochs here
@@ -151,15 +150,19 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
             hint = (f" Checkpoints up to epoch {last['epoch']} are kept in {ck_dir}: rerun the same command "
                     "with --resume to continue from there" if last else "")
             raise TrainingError(f"{e}.{hint}") from e
-        if os.path.isdir(ck_dir):
-            os.replace(ck_dir, os.path.join(stage_dir, "checkpoints"))
+        if storage.exists(ck_dir):
+            storage.move(ck_dir, storage.join(staging, "checkpoints"))
         results = sorted(results, key=lambda r: r["rank"])
         digests = [r["weights_digest"] for r in results]
         if len(set(digests)) != 1:
             raise TrainingError(f"ranks ended with different weights: {digests}")
         r0 = results[0]
-        model_file = os.path.join(stage_dir, mc.MODEL_FILE)
-        model_id = mc.file_sha256(model_file)[:16]
+        model_url = storage.join(staging, mc.MODEL_FILE)
+        uploaded = storage.size(model_url)
+        if uploaded != r0["model_file"]["bytes"]:
+            raise TrainingError(f"rank 0 saved a model of {r0['model_file']['bytes']} bytes, but "
+                                f"{model_url} has {uploaded}: the upload did not complete")
+        model_id = r0["model_file"]["sha256"][:16]  # hashed by rank 0 before the upload
         hist = r0["history"]
         val_acc = float(hist[-1]["val_accuracy"]) if hist and params["val_url"] else None
         test = r0["test"] if params["test_url"] else None
@@ -187,10 +190,15 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
             "versions": versions(),
         }
         if isinstance(spec, TextSpec):  # scoring raw text needs only the model directory
-            copy_vocabulary(info, stage_dir, card)
+            copy_vocabulary(info, staging, card)
         storage.write_json(storage.join(staging, mc.CARD_FILE), card)
-        write_run_report(card, stage_dir)
-    shutil.rmtree(work_dir(out), ignore_errors=True)
+        report_dir = tempfile.mkdtemp(prefix="sparkdl_pipe-report-")  # drawn here, then uploaded
+        try:
+            write_run_report(card, report_dir)
+            storage.upload(report_dir, staging)
+        finally:
+            shutil.rmtree(report_dir, ignore_errors=True)
+    storage.remove(work_dir(out))
     if tracking is not None:
         track_training(tracking, out)
     res = TrainResult(out, model_id, num_proc, steps, hist, val_acc,

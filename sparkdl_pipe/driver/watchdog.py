@@ -20,8 +20,6 @@ Runs on: driver.
 
 from __future__ import annotations
 
-import glob
-import json
 import logging
 import os
 import re
@@ -31,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from sparkdl_pipe import storage
 from sparkdl_pipe.errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -76,17 +75,22 @@ class RankBeat:
 
 
 def read_beats(directory: str) -> dict[int, RankBeat]:
-    """The latest heartbeat of each rank that has written one."""
+    """The latest heartbeat of each rank that has written one (``directory``: a path or URL)."""
     out: dict[int, RankBeat] = {}
-    for path in glob.glob(os.path.join(directory, "rank-*.json")):
+    url = storage.to_url(directory)
+    try:
+        names = [n for n in storage.list_names(url) if re.fullmatch(r"rank-\d+\.json", n)]
+    except OSError as e:  # storage briefly unreachable: judge again next round
+        log.debug("cannot list heartbeats in %s: %s", url, e)
+        return out
+    for name in names:
         try:
-            with open(path, encoding="utf-8") as f:
-                d = json.load(f)
+            d = storage.read_json(storage.join(url, name))
             out[int(d["rank"])] = RankBeat(int(d["rank"]), int(d["pid"]), str(d["host"]),
                                            float(d.get("process_started", 0)), float(d["time"]),
                                            int(d.get("epoch", 0)), int(d.get("steps", 0)),
                                            float(d.get("progress_time", d["time"])), bool(d.get("done")))
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             continue  # being replaced right now; read again next round
     return out
 

@@ -1,7 +1,10 @@
 """Rank heartbeats: each Horovod rank says, every few seconds, that it is alive and how far it got.
 
 A daemon thread in the rank writes ``rank-R.json`` (rank, pid, host, process start time, epoch,
-batches done, time of the last finished batch) into a directory the driver reads. The driver's
+batches done, time of the last finished batch) into a directory the driver reads: the ``heartbeats/``
+of the run's work directory beside the output, a URL like the output (``file://``, ``hdfs://``,
+``s3://``), written through :mod:`sparkdl_pipe.storage` (pyarrow), so the driver and the ranks need
+to share no disk, only the storage the model goes to. The driver's
 watchdog (:mod:`sparkdl_pipe.driver.watchdog`) ends the job when a rank stops writing (killed,
 out of memory, executor lost) or stops making progress (stuck in a collective).
 
@@ -10,19 +13,19 @@ Runs on: executors (Horovod ranks).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
 import time
-import uuid
+
+from sparkdl_pipe import storage
 
 
 class Heartbeat:
     """Writes this rank's heartbeat file every ``interval`` seconds until :meth:`stop`."""
 
     def __init__(self, directory: str, rank: int, interval: float = 2.0) -> None:
-        self.path = os.path.join(directory, f"rank-{rank}.json")
+        self.url = storage.join(storage.to_url(directory), f"rank-{rank}.json")
         self.rank = rank
         self.interval = interval
         self.epoch = 0
@@ -31,7 +34,6 @@ class Heartbeat:
         self.done = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-rank-{rank}", daemon=True)
-        os.makedirs(directory, exist_ok=True)
         try:
             import psutil
 
@@ -64,10 +66,7 @@ class Heartbeat:
         doc = {"rank": self.rank, "pid": os.getpid(), "host": socket.gethostname(),
                "process_started": self._started, "time": time.time(), "epoch": self.epoch,
                "steps": self.steps, "progress_time": self.progress_time, "done": self.done}
-        tmp = f"{self.path}.{uuid.uuid4().hex[:6]}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(doc, f)
-        os.replace(tmp, self.path)
+        storage.write_json(self.url, doc)  # atomic (temp file + rename) on local filesystems
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -1,7 +1,8 @@
 """The scoring batch function (run by ``mapInPandas``) and its per-Python-worker model cache.
 
 The model is loaded at most once per Python worker (Spark reuses workers across tasks) and never
-pickled from the driver: tasks receive only the model file's path and id.
+pickled from the driver: tasks receive only the model file's URL and id, and fetch the file once
+per node into a local cache (:func:`sparkdl_pipe.model_fetch.fetch_model`).
 
 Runs on: executors.
 """
@@ -28,7 +29,7 @@ SCORED_DDL = ("path string, true_label string, prediction int, label_name string
 
 
 class ModelCache:
-    """Holds the one model this Python worker is scoring with, keyed by (path, model id)."""
+    """Holds the one model this Python worker is scoring with, keyed by (model URL, model id)."""
 
     def __init__(self) -> None:
         self._key: tuple[str, str] | None = None
@@ -37,9 +38,10 @@ class ModelCache:
         self.loads = 0
         self.devices: DeviceAssignment | None = None
 
-    def get(self, path: str, model_id: str, threads: int | None = None):
+    def get(self, url: str, model_id: str, threads: int | None = None):
+        """The model at ``url`` (path or any storage URL), fetched to this node and loaded once."""
         with self._lock:
-            if self._key != (path, model_id):
+            if self._key != (url, model_id):
                 if self.devices is None:  # first model in this worker: its task's GPU, before TF import
                     self.devices = pin_task_gpu()
                 # Importing this module ran sparkdl_pipe/__init__ (TF_USE_LEGACY_KERAS) already.
@@ -51,11 +53,12 @@ class ModelCache:
                         tf.config.threading.set_inter_op_parallelism_threads(1)
                     except RuntimeError:
                         pass  # already initialised in this worker; keep its settings
+                from sparkdl_pipe.model_fetch import fetch_model
                 from sparkdl_pipe.safe_model import load_model_safely
 
                 # safe_mode: a model file cannot run arbitrary code when loaded.
-                self._model = load_model_safely(path)
-                self._key = (path, model_id)
+                self._model = load_model_safely(fetch_model(url, model_id))
+                self._key = (url, model_id)
                 self.loads += 1
             return self._model
 

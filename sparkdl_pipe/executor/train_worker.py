@@ -8,6 +8,9 @@ returns a plain dict. TensorFlow and Horovod are imported inside :func:`train_ra
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
 import time
 
 import numpy as np
@@ -45,7 +48,19 @@ def train_rank(p: dict) -> dict:
 
     Every rank runs exactly ``p["steps_per_epoch"]`` steps per epoch from a looping reader, so no
     rank can run out of data and leave the others waiting in allreduce.
+
+    Rank 0 writes the model and TensorBoard files into a local temporary directory on its own node
+    and uploads them to ``p["model_url"]`` / ``p["tensorboard_url"]`` (any URL pyarrow reads,
+    ``file://`` included: one code path) when training ends; checkpoints go up after every epoch.
     """
+    local = tempfile.mkdtemp(prefix="sparkdl_pipe-rank-")
+    try:
+        return _train_rank(p, local)
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+
+
+def _train_rank(p: dict, local: str) -> dict:
     # Unpickling this function imported sparkdl_pipe, whose _env set TF_USE_LEGACY_KERAS already.
     from sparkdl_pipe.executor.devices import pin_task_gpu
 
@@ -171,19 +186,30 @@ def train_rank(p: dict) -> dict:
     cb = WarmupAndAverage()
     from sparkdl_pipe.executor.callbacks import make_rank_callbacks  # rank 0: progress + TensorBoard
 
-    callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0), cb, *make_rank_callbacks(p, rank, size, cb.history)]
+    tb_local = os.path.join(local, "tensorboard") if p.get("tensorboard_url") else None
+    callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0), cb,
+                 *make_rank_callbacks({**p, "tensorboard_dir": tb_local}, rank, size, cb.history)]
     model.fit(ds, epochs=int(p["epochs"]), initial_epoch=first_epoch, steps_per_epoch=steps, callbacks=callbacks,
               verbose=0)
 
     test = eval_split(p["test_url"], int(p["test_shards"]), int(p["test_rows"])) if p.get("test_url") else None
     digest = weights_digest(model.get_weights())
-    if rank == 0 and p.get("model_path"):
+    model_file: dict = {}
+    if rank == 0 and p.get("model_url"):
+        from sparkdl_pipe import storage
+        from sparkdl_pipe.model_card import file_sha256
+
         # Save an uncompiled copy: the Horovod-wrapped optimizer is not part of the served model.
         clean = keras.models.clone_model(model)
         clean.set_weights(model.get_weights())
-        clean.save(p["model_path"])
+        path = os.path.join(local, "model.keras")
+        clean.save(path)
+        model_file = {"sha256": file_sha256(path), "bytes": os.path.getsize(path)}
+        storage.upload(path, p["model_url"])
+        if tb_local and os.path.isdir(tb_local):
+            storage.upload(tb_local, p["tensorboard_url"])
     if hb is not None:
         hb.stop()
     return {"rank": rank, "size": size, "history": cb.history, "test": test,
-            "weights_digest": digest, "steps_per_epoch": steps, "seconds": time.time() - t_start,
+            "weights_digest": digest, "model_file": model_file, "steps_per_epoch": steps, "seconds": time.time() - t_start,
             "devices": devices.with_tf_gpus().to_dict()}

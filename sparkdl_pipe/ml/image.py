@@ -19,8 +19,6 @@ stores its Keras file, model card and run report under ``<path>/model``.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import tempfile
 import time
 from functools import partial
@@ -200,7 +198,7 @@ class KerasImageClassifierModel(Model, _ScoringParams, DefaultParamsReadable, De
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(bs))
         threads = 1 if spark.sparkContext.master.startswith("local") else \
             int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
-        fn = partial(append_predictions, input_col=col, source=source, model_path=info.model_path,
+        fn = partial(append_predictions, input_col=col, source=source, model_path=info.model_url,
                      model_id=info.model_id, spec_dict=info.spec.to_dict(), labels=info.labels,
                      batch_size=bs, out_cols=outs, threads=threads)
         return dataset.mapInPandas(fn, schema)
@@ -218,17 +216,13 @@ class _ModelWriter(DefaultParamsWriter):
 
     def saveImpl(self, path: str) -> None:
         inst = self.instance
-        src = _local_dir(inst.getModelDir(), "modelDir")  # type: ignore[attr-defined]
-        dst = os.path.join(_local_dir(path, "save path"), MODEL_SUBDIR)
+        src = storage.to_url(inst.getModelDir())  # type: ignore[attr-defined]
+        dst = storage.join(storage.to_url(path), MODEL_SUBDIR)  # both any storage URL
         mc.load_model_info(src)  # a clear error if the model directory is gone
         DefaultParamsWriter.saveMetadata(inst, path, self.sparkSession)
-        os.makedirs(dst, exist_ok=True)
         for name in _MODEL_FILES:
-            s = os.path.join(src, name)
-            if os.path.isdir(s):
-                shutil.copytree(s, os.path.join(dst, name), dirs_exist_ok=True)
-            elif os.path.exists(s):
-                shutil.copy2(s, os.path.join(dst, name))
+            if storage.exists(storage.join(src, name)):
+                storage.copy(storage.join(src, name), storage.join(dst, name))
 
 
 class _ModelReader(DefaultParamsReader):
