@@ -32,6 +32,7 @@ def test_config_mistakes_exit_2_with_one_line(digits_ds, rgb_model, tmp_path):
          "the data's preprocessing does not match the model's"),
         (["score", "--model", ds, "--input", ds, "--output", str(tmp_path / "s")], "not a sparkdl_pipe model"),
         (["ingest-images", "--input", ds, "--output", str(tmp_path / "d"), "--max-rejects", "-1"], "--max-rejects"),
+        (["train", "--dataset", ds, "--output", "gs://bucket/m"], "expected a path or a file://, hdfs://, s3:// or s3a://"),
     ]
     for args, needle in cases:
         r = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=300)

@@ -9,6 +9,7 @@ import time
 import psutil
 import pytest
 
+from sparkdl_pipe import storage
 from sparkdl_pipe.config import TrainConfig
 from sparkdl_pipe.driver.resume import work_dir
 from sparkdl_pipe.driver.train import run_training
@@ -18,13 +19,18 @@ from tests.conftest import TRAINED_DIGITS
 EPOCHS = TRAINED_DIGITS["epochs"]
 
 
+def _work(out: str) -> str:
+    """The local path of the run's work directory (a file:// URL)."""
+    return storage.local_path(work_dir("file://" + out))
+
+
 def _cfg(ds, out, **kw):
     return TrainConfig(ds, out, **{**TRAINED_DIGITS, **kw})
 
 
 def _rank_process(out: str, rank: int, until) -> psutil.Process:
     """The live process of ``rank``: its PID from its heartbeat, checked to be one of our descendants."""
-    beat = os.path.join(work_dir("file://" + out), "heartbeats", f"rank-{rank}.json")
+    beat = os.path.join(_work(out), "heartbeats", f"rank-{rank}.json")
     ours = {p.pid for p in psutil.Process().children(recursive=True)}
     while time.time() < until:
         try:
@@ -55,7 +61,7 @@ def _in_thread(fn):
 def test_killed_rank_ends_job_fast_and_resume_matches_uninterrupted(spark, digits_ds, trained, tmp_path):
     digits = digits_ds[0]
     out = str(tmp_path / "m")
-    ck = os.path.join(work_dir("file://" + out), "checkpoints", "last.json")
+    ck = os.path.join(_work(out), "checkpoints", "last.json")
 
     def kill_rank_1_after_epoch_2():
         deadline = time.time() + 300
@@ -82,7 +88,7 @@ def test_killed_rank_ends_job_fast_and_resume_matches_uninterrupted(spark, digit
     assert card["training"]["resumed_from_epoch"] == done
     assert [h["epoch"] for h in card["history"]] == list(range(1, EPOCHS + 1))
     assert "epoch-001.weights.h5" in os.listdir(os.path.join(out, "checkpoints"))
-    assert not os.path.exists(work_dir("file://" + out))
+    assert not os.path.exists(_work(out))
 
     full = trained[1]  # the same configuration, trained without interruption
     print(f"resumed test accuracy {resumed.test_accuracy:.4f} vs uninterrupted {full.test_accuracy:.4f}")
@@ -96,7 +102,7 @@ def test_killed_rank_ends_job_fast_and_resume_matches_uninterrupted(spark, digit
 def test_stuck_rank_is_named_by_the_watchdog(spark, digits_ds, tmp_path):
     digits = digits_ds[0]
     out = str(tmp_path / "m")
-    beat = os.path.join(work_dir("file://" + out), "heartbeats", "rank-1.json")
+    beat = os.path.join(_work(out), "heartbeats", "rank-1.json")
 
     def freeze_rank_1():
         proc = _rank_process(out, 1, time.time() + 300)
