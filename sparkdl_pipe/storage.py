@@ -185,7 +185,9 @@ def _copy(src_fs, src: str, dst_fs, dst: str, is_dir: bool) -> None:
     from pyarrow import fs as pafs
 
     dst_fs.create_dir(dst if is_dir else dst.rsplit("/", 1)[0], recursive=True)
-    pafs.copy_files(src, dst, source_filesystem=src_fs, destination_filesystem=dst_fs)
+    # use_threads=False: with pyarrow 14, a threaded copy of more files than the IO thread pool has
+    # threads into S3 (whose background writes need that pool too) waits forever.
+    pafs.copy_files(src, dst, source_filesystem=src_fs, destination_filesystem=dst_fs, use_threads=False)
 
 
 def upload(local: str, url: str) -> None:
