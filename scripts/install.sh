@@ -62,7 +62,7 @@ say "installing the pinned stack (constraints.txt)"
   "$TF_REQ" tf-keras ml-dtypes numpy pyarrow pyspark petastorm pandas \
   opencv-python-headless pillow scikit-learn scipy \
   cffi cloudpickle psutil pyyaml packaging cmake matplotlib mlflow-skinny \
-  pytest pytest-timeout ruff mypy
+  pytest pytest-timeout ruff mypy "moto[s3]" flask flask-cors
 
 # --- Horovod: build from sdist against the installed TensorFlow, cache the wheel -------------
 PYTAG="$("$VPY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlparse
 
-from sparkdl_pipe.errors import DatasetError, UserInputError
+from sparkdl_pipe.errors import DatasetError, SparkSetupError, UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,14 @@ def filesystem(url: str):
         path = u[len("s3://"):].split("?", 1)[0]
         return pafs.S3FileSystem(endpoint_override=ep.netloc or ep.path, scheme=ep.scheme or "https",
                                  region=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")), path
-    return pafs.FileSystem.from_uri(u)
+    try:
+        return pafs.FileSystem.from_uri(u)
+    except OSError as e:
+        if scheme not in ("hdfs", "viewfs"):
+            raise
+        raise SparkSetupError(f"cannot reach {url} from Python: {e}. HDFS needs libhdfs: set JAVA_HOME, "
+                              "HADOOP_HOME, ARROW_LIBHDFS_DIR and CLASSPATH=$(hadoop classpath --glob) "
+                              "(README, 'Storage URLs')") from e
 
 
 _fs = filesystem  # the older private name
