@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="Horovod-on-Spark Keras training of an ingested dataset",
                        epilog=EPILOG_TRAIN, formatter_class=fmt)
     p.add_argument("--dataset", required=True, help="output of ingest-images")
-    p.add_argument("--output", required=True, help="model directory to create")
+    p.add_argument("--output", required=True, help="model directory to create (path or file://, hdfs://, s3:// URL)")
     p.add_argument("--model", default="auto",
                    help="auto, mlp, cnn, textcnn, bilstm or module:function (default auto: cnn/textcnn)")
     p.add_argument("--epochs", type=int, default=5)
@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="batch scoring with a trained model (vectorized Spark UDF)",
                        epilog=EPILOG_SCORE, formatter_class=fmt)
-    p.add_argument("--model", required=True, help="output of train")
+    p.add_argument("--model", required=True, help="output of train (path or URL)")
     p.add_argument("--input", required=True, help="image folder, manifest, or dataset split")
     p.add_argument("--output", required=True, help="directory to create")
     p.add_argument("--input-format", default="auto", choices=list(SCORE_INPUT_FORMATS))
