@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pandas as pd
 
 from sparkdl_pipe.executor.reading import path_of, read_bytes
+from sparkdl_pipe.executor.worker import prune_zip_importers
 from sparkdl_pipe.preprocess.image import decode_image
 from sparkdl_pipe.preprocess.spec import ImageSpec
 from sparkdl_pipe.rejects import MISSING_FILE, NO_LABEL, UNKNOWN_LABEL
@@ -64,6 +65,7 @@ def decode_images(batches: Iterator[pd.DataFrame], spec_dict: dict, seed: int, r
     Rejected rows carry ``reason``/``message`` and no image. With ``allowed_labels``, any other
     label is rejected as ``unknown_label``.
     """
+    prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
     spec = ImageSpec.from_dict(spec_dict)
     root_path = root_prefix(root) if root else None
     allowed = set(allowed_labels) if allowed_labels is not None else None

@@ -22,6 +22,7 @@ from sparkdl_pipe.executor.ingest import (
     root_prefix,
     stable_hash,
 )
+from sparkdl_pipe.executor.worker import prune_zip_importers
 from sparkdl_pipe.preprocess.spec import TextSpec
 from sparkdl_pipe.preprocess.text import (
     EMPTY_TEXT,
@@ -81,6 +82,7 @@ def prepare_texts(batches: Iterator[pd.DataFrame], spec_dict: dict, seed: int, r
     the path relative to ``root``. Table input has ``id, data, label_name, split_hint, malformed``:
     the id is the id column or, without one, a hash of the text; the split key is the id.
     """
+    prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
     spec = TextSpec.from_dict(spec_dict)
     root_path = root_prefix(root) if root else None
     cols = ("id", "label_name", "split_hint", "u", "order_key", "tokens", "n_tokens", "reason", "message")
@@ -115,6 +117,7 @@ def encode_prepared(batches: Iterator[pd.DataFrame], vocab_tokens, max_len: int,
 
     ``vocab_tokens`` is a Spark broadcast of the vocabulary's token list (id = position + 2).
     """
+    prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
     index = {t: i + 2 for i, t in enumerate(vocab_tokens.value)}
     label_index = {name: i for i, name in enumerate(labels)}
     for pdf in batches:

@@ -18,6 +18,7 @@ import pandas as pd
 from sparkdl_pipe.executor.devices import DeviceAssignment, pin_task_gpu, task_gpu_addresses
 from sparkdl_pipe.executor.ingest import label_from_rel_path, relative_to, root_prefix
 from sparkdl_pipe.executor.reading import read_bytes
+from sparkdl_pipe.executor.worker import prune_zip_importers
 from sparkdl_pipe.preprocess.image import decode_image, stack_images
 from sparkdl_pipe.preprocess.spec import ImageSpec
 from sparkdl_pipe.rejects import MISSING_FILE
@@ -180,6 +181,7 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
     be decoded carry ``reason``/``message`` and no prediction. With ``root`` (folder input), the
     true label is the file's label folder when the model knows that label.
     """
+    prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
     spec = ImageSpec.from_dict(spec_dict)
     root_path = root_prefix(root) if root else None
     known = set(labels)
@@ -202,6 +204,7 @@ def append_predictions(batches: Iterator[pd.DataFrame], input_col: str, source: 
     (:class:`sparkdl_pipe.ml.KerasImageClassifierModel`). ``out_cols`` maps ``prediction``,
     ``label``, ``probability`` and ``reason`` to output column names. Runs on: executors.
     """
+    prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
     spec = ImageSpec.from_dict(spec_dict)
     model = MODEL_CACHE.get(model_path, model_id, threads)
     names = np.asarray(labels, dtype=object)

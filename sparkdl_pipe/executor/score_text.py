@@ -18,6 +18,7 @@ import pandas as pd
 from sparkdl_pipe.executor.ingest import label_from_rel_path, relative_to, root_prefix
 from sparkdl_pipe.executor.ingest_text import check_and_tokenize, clean_label, content_id
 from sparkdl_pipe.executor.score import MODEL_CACHE, _device_record, best_class, predict_arrays, scored_frame
+from sparkdl_pipe.executor.worker import prune_zip_importers
 from sparkdl_pipe.preprocess.spec import TextSpec
 from sparkdl_pipe.preprocess.text import encode_tokens, load_vocabulary
 from sparkdl_pipe.schema import decode_features
@@ -64,6 +65,7 @@ def score_text_batches(batches: Iterator[pd.DataFrame], model_path: str, model_i
     ingested split's stored ids). One output row per input row; texts that cannot be used carry
     ``reason``/``message`` and no prediction.
     """
+    prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
     spec = TextSpec.from_dict(spec_dict)
     vocab = load_vocabulary(vocab_path)
     if vocab.fingerprint() != spec.vocab_fingerprint:
