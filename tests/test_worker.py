@@ -15,17 +15,19 @@ def _inspect(batches):
     def zip_importers():
         return [f for f in sys.path_importer_cache.values() if isinstance(f, zipimport.zipimporter)]
 
+    import pyspark.ml.linalg  # a package from pyspark.zip: caches importers for its sub-paths
+
     before = len(zip_importers())
     prune_zip_importers()
     importlib.invalidate_caches()  # what PySpark runs at every task start: now re-reads one archive each
     left = zip_importers()
-    import pyspark.ml.linalg  # a package from pyspark.zip not imported before: still importable
+    import pyspark.mllib.linalg  # a package from pyspark.zip not imported before: still importable
 
     for _ in batches:
         pass
     yield pd.DataFrame({"before": [before], "after": [len(left)], "jars": [sum(p.endswith(".jar") for p in sys.path)],
                         "prefixed": [sum(1 for f in left if f.prefix and f.archive.endswith(".jar"))],
-                        "archives": [len({f.archive for f in left})], "linalg": [pyspark.ml.linalg.__name__]})
+                        "archives": [len({f.archive for f in left})], "linalg": [pyspark.mllib.linalg.__name__]})
 
 
 def test_prune_zip_importers_in_a_spark_worker(spark):
@@ -33,5 +35,24 @@ def test_prune_zip_importers_in_a_spark_worker(spark):
                                                "linalg string").collect()[0]
     assert out["before"] > out["after"] >= 1  # per-package importers gone, one per archive kept
     assert out["jars"] == 0 and out["prefixed"] == 0
-    assert out["linalg"] == "pyspark.ml.linalg"
+    assert out["linalg"] == "pyspark.mllib.linalg"
     assert out["after"] == out["archives"]  # one importer per archive
+
+
+def _plain_task(it):
+    import sys
+    import zipimport
+
+    import pyspark.ml.linalg  # noqa: F401 - importing from pyspark.zip still works
+
+    yield (sys.argv[0].rsplit("/", 1)[-1], [p for p in sys.path if p.endswith(".jar")],
+           sum(1 for f in sys.path_importer_cache.values() if isinstance(f, zipimport.zipimporter) and f.prefix
+               and f.archive.endswith(".jar")))
+
+
+def test_our_daemon_prunes_before_every_task(spark):
+    """Tasks that never run our batch functions (a plain RDD here) also start with a pruned path."""
+    assert spark.sparkContext.getConf().get("spark.python.daemon.module") == "sparkdl_pipe.executor.pydaemon"
+    rows = spark.sparkContext.parallelize(range(4), 4).mapPartitions(_plain_task).collect()
+    assert [r[0] for r in rows] == ["pydaemon.py"] * 4
+    assert all(r[1] == [] and r[2] == 0 for r in rows)

@@ -40,6 +40,8 @@ def make_spark_session(master: str | None = None, app_name: str = "sparkdl_pipe"
         "spark.sql.shuffle.partitions": "8",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": "4g",
+        # PySpark's daemon, minus the per-task re-reading of every zip on the path (executor/pydaemon.py)
+        "spark.python.daemon.module": "sparkdl_pipe.executor.pydaemon",
     }
     for k, v in EXECUTOR_ENV.items():
         defaults[f"spark.executorEnv.{k}"] = v
