@@ -153,7 +153,7 @@ def save_resolved(args: argparse.Namespace, output_dir: str) -> str | None:
         with open(storage.local_path(target), "w", encoding="utf-8") as f:
             f.write(dump(args))
     else:
-        fs, p = storage._fs(target)
+        fs, p = storage.filesystem(target)
         with fs.open_output_stream(p) as out:
             out.write(dump(args).encode())
     return target

@@ -107,7 +107,7 @@ def refuse_pickled_schema(split_url: str) -> None:
         if storage.is_local(meta):
             kv = pq.read_metadata(storage.local_path(meta)).metadata or {}
         else:
-            fs, p = storage._fs(meta)
+            fs, p = storage.filesystem(meta)
             with fs.open_input_file(p) as f:
                 kv = pq.read_metadata(f).metadata or {}
         if PICKLED_SCHEMA_KEY not in kv:

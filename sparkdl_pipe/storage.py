@@ -98,15 +98,13 @@ def filesystem(url: str):
                               "(README, 'Storage URLs')") from e
 
 
-_fs = filesystem  # the older private name
-
 
 def exists(url: str) -> bool:
     if is_local(url):
         return os.path.exists(local_path(url))
     from pyarrow import fs as pafs
 
-    fs, p = _fs(url)
+    fs, p = filesystem(url)
     return fs.get_file_info(p).type != pafs.FileType.NotFound
 
 
@@ -121,7 +119,7 @@ def write_json(url: str, obj: Any) -> None:
             f.write(text)
         os.replace(tmp, p)
         return
-    fs, p = _fs(url)
+    fs, p = filesystem(url)
     with fs.open_output_stream(p) as f:
         f.write(text.encode())
 
@@ -130,7 +128,7 @@ def read_json(url: str) -> Any:
     if is_local(url):
         with open(local_path(url), encoding="utf-8") as f:
             return json.load(f)
-    fs, p = _fs(url)
+    fs, p = filesystem(url)
     with fs.open_input_stream(p) as f:
         return json.loads(f.read().decode())
 
@@ -159,7 +157,7 @@ def remove(url: str) -> None:
         return
     from pyarrow import fs as pafs
 
-    fs, p = _fs(url)
+    fs, p = filesystem(url)
     kind = fs.get_file_info(p).type
     if kind == pafs.FileType.Directory:
         fs.delete_dir(p)
@@ -173,7 +171,7 @@ def list_names(url: str) -> list[str]:
     """Names of the entries directly under directory ``url`` (empty when it does not exist)."""
     from pyarrow import fs as pafs
 
-    fs, p = _fs(url)
+    fs, p = filesystem(url)
     try:
         infos = fs.get_file_info(pafs.FileSelector(p, allow_not_found=True))
     except (FileNotFoundError, NotADirectoryError):
@@ -183,7 +181,7 @@ def list_names(url: str) -> list[str]:
 
 def size(url: str) -> int | None:
     """Bytes of the file at ``url`` (None when there is no file)."""
-    fs, p = _fs(url)
+    fs, p = filesystem(url)
     info = fs.get_file_info(p)
     return info.size if info.is_file else None
 
@@ -204,7 +202,7 @@ def upload(local: str, url: str) -> None:
     """
     from pyarrow import fs as pafs
 
-    dst_fs, dst = _fs(url)
+    dst_fs, dst = filesystem(url)
     _copy(pafs.LocalFileSystem(), os.path.abspath(local), dst_fs, dst, os.path.isdir(local))
 
 
@@ -212,7 +210,7 @@ def download(url: str, local: str) -> None:
     """Copy the file or directory tree at ``url`` to the local path ``local``."""
     from pyarrow import fs as pafs
 
-    src_fs, src = _fs(url)
+    src_fs, src = filesystem(url)
     info = src_fs.get_file_info(src)
     if info.type == pafs.FileType.NotFound:
         raise DatasetError(f"{url} does not exist")
@@ -223,8 +221,8 @@ def copy(src_url: str, dst_url: str) -> None:
     """Copy a file or directory tree from one URL to another (the schemes may differ)."""
     from pyarrow import fs as pafs
 
-    src_fs, src = _fs(src_url)
-    dst_fs, dst = _fs(dst_url)
+    src_fs, src = filesystem(src_url)
+    dst_fs, dst = filesystem(dst_url)
     info = src_fs.get_file_info(src)
     if info.type == pafs.FileType.NotFound:
         raise DatasetError(f"{src_url} does not exist")
@@ -238,8 +236,8 @@ def move(src_url: str, dst_url: str) -> None:
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         os.replace(local_path(src_url), dst)
         return
-    fs, src = _fs(src_url)
-    _, dst = _fs(dst_url)
+    fs, src = filesystem(src_url)
+    _, dst = filesystem(dst_url)
     try:
         fs.move(src, dst)
     except (NotImplementedError, OSError) as e:  # S3: no directory rename

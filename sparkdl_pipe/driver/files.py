@@ -57,7 +57,7 @@ def list_input_files(root: str) -> InputListing:
         return _walk_local(storage.local_path(root))
     from pyarrow import fs as pafs
 
-    fs, p = storage._fs(root)
+    fs, p = storage.filesystem(root)
     scheme = storage.spark_path(root).split("://", 1)[0]
     files: list[str] = []
     hidden: list[str] = []
@@ -162,11 +162,7 @@ def write_rejects(rejects, url: str, count: int) -> None:
     from pyspark.sql.pandas.types import to_arrow_schema
 
     table = pa.Table.from_batches([], schema=to_arrow_schema(rejects.schema))
-    name = "part-00000-empty.snappy.parquet"
-    if storage.is_local(url):
-        os.makedirs(storage.local_path(url), exist_ok=True)
-        pq.write_table(table, os.path.join(storage.local_path(url), name), compression="snappy")
-        return
-    fs, path = storage._fs(storage.join(url, name))
-    with fs.open_output_stream(path) as f:
+    fs, path = storage.filesystem(url)
+    fs.create_dir(path, recursive=True)
+    with fs.open_output_stream(f"{path}/part-00000-empty.snappy.parquet") as f:
         pq.write_table(table, f, compression="snappy")

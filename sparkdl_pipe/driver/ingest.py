@@ -171,17 +171,11 @@ def parquet_row_groups(spark, row_group_mb: float):
 
 
 def parquet_footers(url: str) -> tuple[int, int]:
-    """(rows, row groups) of the Parquet files of a split, from their footers (local and remote URLs)."""
+    """(rows, row groups) of the Parquet files of a split, from their footers (any storage URL)."""
     import pyarrow.parquet as pq
-
-    if storage.is_local(url):
-        from pyarrow import fs as pafs
-
-        fs, base = pafs.LocalFileSystem(), storage.local_path(url)
-    else:
-        fs, base = storage._fs(url)
     from pyarrow import fs as pafs
 
+    fs, base = storage.filesystem(url)
     rows = groups = 0
     for info in fs.get_file_info(pafs.FileSelector(base)):
         if info.is_file and info.base_name.endswith(".parquet"):
