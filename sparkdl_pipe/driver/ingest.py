@@ -139,6 +139,21 @@ def ingest_stats(prepared, val_fraction: float, test_fraction: float, sums: dict
                        hints, splits)
 
 
+def write_manifest(staging: str, doc: dict) -> str:
+    """Fingerprint the manifest ``doc`` and write it into the staging directory; returns the fingerprint."""
+    doc["fingerprint"] = mf.fingerprint(doc)
+    storage.write_json(storage.join(staging, storage.MANIFEST_FILE), doc)
+    return str(doc["fingerprint"])
+
+
+def accounted(total: int, splits: dict[str, dict], rejected: int) -> dict[str, int]:
+    """Rows per split, after checking that every input record is in a split or a reject (our invariant)."""
+    counts = {s: splits[s]["count"] for s in storage.SPLITS}
+    if sum(counts.values()) + rejected != total:  # a failure here is our bug
+        raise AssertionError(f"ingest lost records: {total} in, {counts} + {rejected} rejected")
+    return counts
+
+
 #: Tasks (hence Parquet files) per split: Petastorm deals whole row groups to ranks, so every split
 #: with the rows for it gets at least this many row groups.
 MIN_FILES_PER_SPLIT = 16
@@ -346,14 +361,10 @@ def write_ingested(spark, decoded, cfg: IngestImagesConfig, inp: str, out: str, 
                 "row_group_mb": cfg.row_group_mb,
                 "versions": mf.versions(),
             }
-            doc["fingerprint"] = mf.fingerprint(doc)
-            storage.write_json(storage.join(staging, storage.MANIFEST_FILE), doc)
+            fingerprint = write_manifest(staging, doc)
     finally:
         decoded.unpersist()
-    counts = {s: splits[s]["count"] for s in storage.SPLITS}
-    if sum(counts.values()) + n_rej != total:  # the invariant; a failure here is our bug
-        raise AssertionError(f"ingest lost records: {total} in, {counts} + {n_rej} rejected")
-    res = IngestResult(out, total, counts, n_rej, rejects_by_reason, len(hidden), labels,
-                       str(doc["fingerprint"]), time.time() - t0)
+    res = IngestResult(out, total, accounted(total, splits, n_rej), n_rej, rejects_by_reason, len(hidden), labels,
+                       fingerprint, time.time() - t0)
     log.info(res.summary())
     return res

@@ -17,7 +17,14 @@ from sparkdl_pipe import manifest as mf
 from sparkdl_pipe import storage
 from sparkdl_pipe.config import IngestTextConfig
 from sparkdl_pipe.driver.files import spread, write_rejects
-from sparkdl_pipe.driver.ingest import IngestResult, ingest_stats, split_column, write_splits
+from sparkdl_pipe.driver.ingest import (
+    IngestResult,
+    accounted,
+    ingest_stats,
+    split_column,
+    write_manifest,
+    write_splits,
+)
 from sparkdl_pipe.driver.text_files import detect_text_format, read_text_input
 from sparkdl_pipe.errors import DatasetError
 from sparkdl_pipe.executor.ingest import path_of
@@ -138,16 +145,12 @@ def run_ingest_text(spark, cfg: IngestTextConfig) -> IngestTextResult:
                 "row_group_mb": cfg.row_group_mb,
                 "versions": mf.versions(),
             }
-            doc["fingerprint"] = mf.fingerprint(doc)
-            storage.write_json(storage.join(staging, storage.MANIFEST_FILE), doc)
+            fingerprint = write_manifest(staging, doc)
     finally:
         prepared.unpersist()
         if vocab_bc is not None:
             vocab_bc.unpersist()
-    counts = {s: splits[s]["count"] for s in storage.SPLITS}
-    if sum(counts.values()) + n_rej != total:  # the invariant; a failure here is our bug
-        raise AssertionError(f"ingest lost records: {total} in, {counts} + {n_rej} rejected")
-    res = IngestTextResult(out, total, counts, n_rej, rejects_by_reason, len(hidden), labels, str(doc["fingerprint"]),
-                           time.time() - t0, vocab_size=vocab.size, truncated=truncated)
+    res = IngestTextResult(out, total, accounted(total, splits, n_rej), n_rej, rejects_by_reason, len(hidden), labels,
+                           fingerprint, time.time() - t0, vocab_size=vocab.size, truncated=truncated)
     log.info(res.summary())
     return res
