@@ -71,6 +71,14 @@ def _detect_format(url: str, fmt: str) -> str:
     return "folder"
 
 
+def split_dataset_info(split_url: str, given: str):
+    """The dataset an ingested split (``.../D/train``) belongs to; one line when it is not one."""
+    try:
+        return load_dataset_info(split_url.rsplit("/", 1)[0])
+    except DatasetError as e:
+        raise DatasetError(f"{given} is not a split of a sparkdl_pipe dataset", fix=str(e)) from e
+
+
 def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
     """Score ``cfg.input`` with the model in ``cfg.model``; write predictions and rejects to ``cfg.output``.
 
@@ -101,11 +109,7 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
     unknown_labels = 0
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.batch_size))
     if fmt == "petastorm":
-        ds_url = inp.rsplit("/", 1)[0]
-        try:
-            info = load_dataset_info(ds_url)
-        except DatasetError as e:
-            raise DatasetError(f"{cfg.input} is not a split of a sparkdl_pipe dataset", fix=str(e)) from e
+        info = split_dataset_info(inp, cfg.input)
         if info.spec.fingerprint() != spec.fingerprint():
             raise DatasetError("the data's preprocessing does not match the model's",
                                f"{spec.to_dict()} (model card)", info.spec.to_dict(),

@@ -12,11 +12,10 @@ from functools import partial
 from sparkdl_pipe import storage
 from sparkdl_pipe.config import ScoreConfig
 from sparkdl_pipe.driver.files import spread
-from sparkdl_pipe.driver.score import ScoreResult, score_threads, write_scores
+from sparkdl_pipe.driver.score import ScoreResult, score_threads, split_dataset_info, write_scores
 from sparkdl_pipe.driver.text_files import detect_text_format, read_text_input
 from sparkdl_pipe.errors import DatasetError, UserInputError
 from sparkdl_pipe.executor.score_text import SCORED_TEXT_DDL, score_text_batches
-from sparkdl_pipe.manifest import load_dataset_info
 from sparkdl_pipe.preprocess.text import load_vocabulary
 
 
@@ -52,10 +51,7 @@ def run_text_scoring(spark, cfg: ScoreConfig, model, inp: str, out: str, t0: flo
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.batch_size))
     if fmt == "petastorm" or (fmt == "auto" and _is_text_split(inp)):
         fmt = "petastorm"
-        try:
-            info = load_dataset_info(inp.rsplit("/", 1)[0])
-        except DatasetError as e:
-            raise DatasetError(f"{cfg.input} is not a split of a sparkdl_pipe dataset", fix=str(e)) from e
+        info = split_dataset_info(inp, cfg.input)
         if info.spec.fingerprint() != spec.fingerprint():
             raise DatasetError("the data's tokenization/vocabulary does not match the model's",
                                f"spec fingerprint {spec.fingerprint()} (model card)", info.spec.fingerprint(),
