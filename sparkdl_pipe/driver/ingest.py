@@ -67,38 +67,40 @@ def _read_manifest(spark, url: str, cfg: IngestImagesConfig):
                      split.cast("string").alias("split_hint"))
 
 
-def split_column(hints: set[str], val_fraction: float, test_fraction: float):
-    """Final split: keep the input's own split; carve val out of train when the input has none.
-
-    :func:`split_of` is the same rule on the driver, for counting; the two must stay in step.
-    """
-    from pyspark.sql import functions as F
-
-    u, hint = F.col("u"), F.col("split_hint")
-    by_hash = F.when(u < test_fraction, "test").when(u < test_fraction + val_fraction, "val").otherwise("train")
-    if "val" not in hints:
-        kept = F.when((hint == "train") & (u < val_fraction), "val").otherwise(hint)
-    else:
-        kept = hint
-    return F.when(hint.isNull(), by_hash).otherwise(kept)
-
-
-def split_zones(val_fraction: float, test_fraction: float) -> list:
-    """The two columns :func:`split_of` needs instead of ``u``: which hash band, and ``u < val``."""
-    from pyspark.sql import functions as F
-
-    u = F.col("u")
-    band = F.when(u < test_fraction, 0).when(u < test_fraction + val_fraction, 1).otherwise(2)
-    return [band.alias("band"), (u < val_fraction).alias("below_val")]
-
-
 def split_of(hint: str | None, band: int, below_val: bool, hints: set[str]) -> str:
-    """:func:`split_column`'s rule for one group of rows (driver side)."""
+    """The split rule, for a record's input split ``hint`` (or None), its hash ``band`` (0: below
+    test_fraction, 1: below test+val, 2: above) and whether its hash is below val_fraction.
+
+    Keep the input's own split; carve val out of train when the input has no val split. The one
+    definition: :func:`split_column` (Spark) and :func:`ingest_stats` (driver counts) both use it.
+    """
     if hint is None:
         return ("test", "val", "train")[band]
     if "val" not in hints and hint == "train" and below_val:
         return "val"
     return hint
+
+
+def split_zones(val_fraction: float, test_fraction: float):
+    """(band, below_val) as Spark columns over the record hash ``u``: what :func:`split_of` reads."""
+    from pyspark.sql import functions as F
+
+    u = F.col("u")
+    return F.when(u < test_fraction, 0).when(u < test_fraction + val_fraction, 1).otherwise(2), u < val_fraction
+
+
+def split_column(hints: set[str], val_fraction: float, test_fraction: float):
+    """The final split as a Spark column: :func:`split_of` for every (hint, band, below_val) case."""
+    from pyspark.sql import functions as F
+
+    band, below = split_zones(val_fraction, test_fraction)
+    hint = F.col("split_hint")
+    cases = [((hint.isNull() if h is None else hint == h) & (band == b) & (below == bv), split_of(h, b, bv, hints))
+             for h in (None, *storage.SPLITS) for b in range(3) for bv in (False, True)]
+    out = F.when(*cases[0])
+    for cond, value in cases[1:]:
+        out = out.when(cond, value)
+    return out.otherwise(hint)  # any other hint is kept, as split_of keeps it
 
 
 @dataclass
@@ -120,7 +122,8 @@ def ingest_stats(prepared, val_fraction: float, test_fraction: float, sums: dict
     from pyspark.sql import functions as F
 
     sums = sums or {}
-    rows = prepared.groupBy("reason", "label_name", "split_hint", *split_zones(val_fraction, test_fraction)) \
+    band, below = split_zones(val_fraction, test_fraction)
+    rows = prepared.groupBy("reason", "label_name", "split_hint", band.alias("band"), below.alias("below_val")) \
         .agg(F.count(F.lit(1)).alias("n"), *[F.sum(c).alias(k) for k, c in sums.items()]).collect()
     rejects: dict[str, int] = {}
     for r in rows:
@@ -229,7 +232,7 @@ def write_splits(spark, df, staging: str, counts: dict[str, int], row_bytes: int
             continue
         storage.move(storage.join(parts, f"split={s}"), storage.join(staging, s))
         rows, groups[s] = parquet_footers(storage.join(staging, s))
-        if rows != counts[s]:  # the driver's split rule (split_of) and Spark's (split_column) disagree: our bug
+        if rows != counts[s]:  # the driver's counts and what Spark wrote disagree: our bug
             raise AssertionError(f"split {s}: {rows} rows written, {counts[s]} counted")
     storage.remove(parts)
     return groups
