@@ -36,6 +36,14 @@ REASONS: dict[str, str] = {
 }
 
 
+def arrow_schema(id_col: str = "path"):
+    """The Arrow schema of a rejects table: ``id_col`` (the path or record id), reason, message, stage."""
+    import pyarrow as pa
+
+    return pa.schema([(id_col, pa.string()), ("reason", pa.string()), ("message", pa.string()),
+                      ("stage", pa.string())])
+
+
 def count_by_reason(reasons: Iterable[str | None]) -> dict[str, int]:
     """Counts per reason code of the non-null reasons.
 

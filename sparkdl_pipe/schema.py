@@ -27,6 +27,14 @@ def image_unischema():
     ])
 
 
+def image_arrow_schema():
+    """The Arrow schema of an image split's Parquet files (what Spark writes for :func:`image_unischema`)."""
+    import pyarrow as pa
+
+    return pa.schema([("image", pa.binary()), ("label", pa.int32()), ("label_name", pa.string()),
+                      ("path", pa.string())])
+
+
 def schema_json(shape: tuple[int, ...]) -> dict:
     """The schema as stored in the manifest (readable without Petastorm or pickle)."""
     return {

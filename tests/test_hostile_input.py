@@ -111,7 +111,7 @@ def test_manifest_missing_file_unknown_label_and_removed_file(spark, hostile, tm
 
 def test_file_removed_between_listing_and_reading_is_a_reject(tmp_path):
     from sparkdl_pipe.driver.files import list_input_files
-    from sparkdl_pipe.executor.ingest import decode_images
+    from sparkdl_pipe.executor.ingest import decode_and_write, key_records
     from tests.hostile import _img
 
     (tmp_path / "x").mkdir()
@@ -119,11 +119,18 @@ def test_file_removed_between_listing_and_reading_is_a_reject(tmp_path):
         (tmp_path / "x" / n).write_bytes(_img("RGB"))
     listing = list_input_files(str(tmp_path))
     os.remove(tmp_path / "x" / "vanish.png")  # after listing, before the executor reads it
-    out = pd.concat(decode_images(iter([pd.DataFrame({"path": listing.files})]), SPEC.to_dict(), 1,
-                                  "file://" + str(tmp_path), False))
-    assert len(out) == 2
-    assert out.set_index(out["path"].str.rsplit("/", n=1).str[-1])["reason"].to_dict() == \
-        {"keep.png": None, "vanish.png": "missing_file"}
+    keyed = pd.concat(key_records(iter([pd.DataFrame({"path": listing.files})]), 1, "file://" + str(tmp_path),
+                                  False))
+    keyed["split"], keyed["label"] = "train", 0
+    staging = tmp_path / "staging"
+    summary = pd.concat(decode_and_write(iter([keyed]), SPEC.to_dict(), "file://" + str(staging), {"train": 8}))
+    assert summary.set_index("kind").loc[["file", "class"], "n"].tolist() == [1, 1, 1]  # train, rejects; x: 1
+    rej = pd.read_parquet(staging / "rejects")
+    assert rej["path"].str.rsplit("/", n=1).str[-1].tolist() == ["vanish.png"]
+    assert rej["reason"].tolist() == ["missing_file"] and rej["stage"].tolist() == ["ingest"]
+    kept = pd.read_parquet(staging / "train")
+    assert kept["path"].str.rsplit("/", n=1).str[-1].tolist() == ["keep.png"]
+    assert len(kept["image"][0]) == SPEC.height * SPEC.width * SPEC.channels
 
 
 def test_score_hostile_folder_reconciles(spark, hostile, tmp_path):

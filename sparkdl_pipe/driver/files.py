@@ -157,12 +157,8 @@ def write_rejects(rejects, url: str, count: int) -> None:
     if count:
         rejects.coalesce(1).write.mode("overwrite").parquet(storage.spark_path(url))
         return
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    table = pa.Table.from_batches([], schema=to_arrow_schema(rejects.schema))
-    fs, path = storage.filesystem(url)
-    fs.create_dir(path, recursive=True)
-    with fs.open_output_stream(f"{path}/part-00000-empty.snappy.parquet") as f:
-        pq.write_table(table, f, compression="snappy")
+    from sparkdl_pipe.executor.parts import write_empty
+
+    write_empty(url, to_arrow_schema(rejects.schema))

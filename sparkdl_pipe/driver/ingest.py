@@ -20,14 +20,21 @@ from sparkdl_pipe import storage
 from sparkdl_pipe.config import IngestImagesConfig
 from sparkdl_pipe.driver.files import (
     MANIFEST_SUFFIXES,
-    read_input_files,
+    list_input_files,
     read_manifest_table,
     resolved_path,
-    spread,
-    write_rejects,
 )
 from sparkdl_pipe.errors import DatasetError, UserInputError
-from sparkdl_pipe.executor.ingest import DECODED_DDL, decode_images, path_of
+from sparkdl_pipe.executor.ingest import (
+    KEYED_DDL,
+    SUMMARY_DDL,
+    decode_and_write,
+    key_record,
+    key_records,
+    path_of,
+    root_prefix,
+)
+from sparkdl_pipe.executor.parts import keep_reported, write_empty
 from sparkdl_pipe.schema import image_unischema, schema_json
 
 log = logging.getLogger(__name__)
@@ -114,6 +121,11 @@ class IngestStats:
     splits: dict[str, dict]
 
 
+def zone_of(u: float, val_fraction: float, test_fraction: float) -> tuple[int, bool]:
+    """(band, below_val) of a record hash ``u``: :func:`split_zones` on the driver."""
+    return (0 if u < test_fraction else 1 if u < test_fraction + val_fraction else 2), u < val_fraction
+
+
 def ingest_stats(prepared, val_fraction: float, test_fraction: float, sums: dict | None = None) -> IngestStats:
     """Totals, rejects by reason, labels, input split hints and per-split/per-class counts, in one job.
 
@@ -125,6 +137,13 @@ def ingest_stats(prepared, val_fraction: float, test_fraction: float, sums: dict
     band, below = split_zones(val_fraction, test_fraction)
     rows = prepared.groupBy("reason", "label_name", "split_hint", band.alias("band"), below.alias("below_val")) \
         .agg(F.count(F.lit(1)).alias("n"), *[F.sum(c).alias(k) for k, c in sums.items()]).collect()
+    return tally(rows, list(sums))
+
+
+def tally(rows, sums: list[str] | None = None) -> IngestStats:
+    """:class:`IngestStats` from count rows (mappings of reason, label_name, split_hint, band,
+    below_val, n and the ``sums`` names), however they were counted."""
+    sums = sums or []
     rejects: dict[str, int] = {}
     for r in rows:
         if r["reason"] is not None:
@@ -157,9 +176,9 @@ def accounted(total: int, splits: dict[str, dict], rejected: int) -> dict[str, i
     return counts
 
 
-#: Tasks (hence Parquet files) per split: Petastorm deals whole row groups to ranks, so every split
-#: with the rows for it gets at least this many row groups.
-MIN_FILES_PER_SPLIT = 16
+#: Petastorm deals whole row groups to ranks, so every split with the rows for it gets at least this
+#: many row groups (text: one file per write task and split; images: rows per group chosen for it).
+MIN_ROW_GROUPS_PER_SPLIT = 16
 
 
 @contextlib.contextmanager
@@ -210,7 +229,7 @@ def write_splits(spark, df, staging: str, counts: dict[str, int], row_bytes: int
 
     One shuffle by the stable ``order_key`` (rows shuffled the same on every run), ``partitionBy``
     split, then each ``split=NAME`` directory is renamed to ``NAME``. Every task writes one file per
-    split, so a split gets at least :data:`MIN_FILES_PER_SPLIT` row groups where it has the rows,
+    split, so a split gets at least :data:`MIN_ROW_GROUPS_PER_SPLIT` row groups where it has the rows,
     each row group at most ``row_group_mb``. The row counts read back from the Parquet footers must
     equal ``counts`` (else nothing is published). Returns the row groups per split. Runs on: driver.
     """
@@ -218,7 +237,7 @@ def write_splits(spark, df, staging: str, counts: dict[str, int], row_bytes: int
 
     schema = unischema or image_unischema()
     total_mb = sum(counts.values()) * row_bytes / 2**20
-    n = max(MIN_FILES_PER_SPLIT, spark.sparkContext.defaultParallelism, math.ceil(total_mb / 128))
+    n = max(MIN_ROW_GROUPS_PER_SPLIT, spark.sparkContext.defaultParallelism, math.ceil(total_mb / 128))
     out = df.select(*schema.fields.keys(), "split", "order_key").repartition(n, F.col("order_key")) \
         .sortWithinPartitions("split", "order_key").drop("order_key")
     parts = storage.join(staging, "_splits")
@@ -236,6 +255,70 @@ def write_splits(spark, df, staging: str, counts: dict[str, int], row_bytes: int
             raise AssertionError(f"split {s}: {rows} rows written, {counts[s]} counted")
     storage.remove(parts)
     return groups
+
+
+#: Records per decode-and-write task (there are at least two tasks per core).
+ROWS_PER_TASK = 4000
+
+
+def _task_count(spark, rows: int, row_bytes: int) -> int:
+    return max(2 * spark.sparkContext.defaultParallelism, math.ceil(rows / ROWS_PER_TASK),
+               math.ceil(rows * row_bytes / 2**20 / 128))
+
+
+def _keyed_schema(with_content: bool = False) -> str:
+    return KEYED_DDL + (", content binary" if with_content else "") + ", split string, label int"
+
+
+def key_listing(spark, files: list[str], root: str, cfg: IngestImagesConfig):
+    """(keyed DataFrame, :class:`IngestStats`) for a folder listing, keyed and split on the driver.
+
+    The driver has every path already (it listed them), so hashing, labels and the split rule run
+    here and no Spark job is needed before decoding. Records are sorted by (split, order key) and
+    cut into contiguous tasks: the written files are the split in its shuffled order.
+    """
+    allowed = set(cfg.labels) if cfg.labels is not None else None
+    root_path = root_prefix(root)
+    val, test = cfg.split.val_fraction, cfg.split.test_fraction
+    keyed = [(p, *key_record(p, None, None, cfg.split.seed, root_path, False, allowed)) for p in files]
+    groups: dict[tuple, int] = {}
+    for _p, _rel, label, hint, u, _o, reason, _m in keyed:
+        k = (reason, label if reason is None else None, hint, *zone_of(u, val, test))
+        groups[k] = groups.get(k, 0) + 1
+    st = tally([dict(zip(("reason", "label_name", "split_hint", "band", "below_val"), k, strict=True), n=n)
+                for k, n in groups.items()])
+    index = {name: i for i, name in enumerate(st.labels)}
+    rows = [(*r, split_of(r[3], *zone_of(r[4], val, test), st.hints), index[r[2]]) if r[6] is None
+            else (*r, None, None) for r in keyed]
+    rows.sort(key=lambda r: (r[8] or "", r[5]))
+    n = _task_count(spark, len(rows), cfg.image.height * cfg.image.width * cfg.image.channels)
+    rdd = spark.sparkContext.parallelize(rows, max(1, min(n, len(rows))))
+    return spark.createDataFrame(rdd, _keyed_schema()), st
+
+
+def key_dataframe(spark, src, cfg: IngestImagesConfig, root: str | None):
+    """(keyed DataFrame, :class:`IngestStats`) for records in Spark (a manifest table, a DataFrame).
+
+    Keys are computed in the executors and kept (``persist``: the caller unpersists); one
+    aggregation gives the counts, then the records are range-partitioned by (split, order key).
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    with_content = "content" in src.columns
+    fn = partial(key_records, seed=cfg.split.seed, root=root, from_manifest=root is None,
+                 allowed_labels=list(cfg.labels) if cfg.labels is not None else None)
+    keyed = src.mapInPandas(fn, KEYED_DDL + (", content binary" if with_content else "")) \
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    st = ingest_stats(keyed, cfg.split.val_fraction, cfg.split.test_fraction)
+    label_map = F.create_map(*[x for i, name in enumerate(st.labels) for x in (F.lit(name), F.lit(i))])
+    ok = F.col("reason").isNull()
+    n = _task_count(spark, st.total, cfg.image.height * cfg.image.width * cfg.image.channels)
+    out = keyed.withColumn("split", F.when(ok, split_column(st.hints, cfg.split.val_fraction,
+                                                               cfg.split.test_fraction))) \
+        .withColumn("label", F.when(ok, label_map[F.col("label_name")]).cast("int")) \
+        .repartitionByRange(n, "split", "order_key").sortWithinPartitions("split", "order_key")
+    return out.select(*[c.split()[0] for c in _keyed_schema(with_content).split(", ")]), st, keyed
 
 
 def run_ingest_images(spark, cfg: IngestImagesConfig) -> IngestResult:
@@ -257,18 +340,12 @@ def run_ingest_images(spark, cfg: IngestImagesConfig) -> IngestResult:
     storage.prepare_output(out, cfg.overwrite)
     is_manifest = inp.lower().endswith(MANIFEST_SUFFIXES) and not (
         storage.is_local(inp) and os.path.isdir(storage.local_path(inp)))
-    spec = cfg.image
-    hidden: list[str] = []
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "512")
     if is_manifest:
-        src = spread(_read_manifest(spark, inp, cfg), rows_per_partition=2000)
-    else:
-        src, hidden = read_input_files(spark, inp)
-    fn = partial(decode_images, spec_dict=spec.to_dict(), seed=cfg.split.seed,
-                 root=None if is_manifest else inp, from_manifest=is_manifest,
-                 allowed_labels=list(cfg.labels) if cfg.labels is not None else None)
-    return write_ingested(spark, src.mapInPandas(fn, DECODED_DDL), cfg, inp, out,
-                          "manifest" if is_manifest else "folder", hidden, t0)
+        keyed, st, cached = key_dataframe(spark, _read_manifest(spark, inp, cfg), cfg, None)
+        return write_ingested(spark, keyed, st, cfg, inp, out, "manifest", [], t0, cached)
+    listing = list_input_files(inp)
+    keyed, st = key_listing(spark, listing.files, inp, cfg)
+    return write_ingested(spark, keyed, st, cfg, inp, out, "folder", listing.hidden, t0)
 
 
 def run_ingest_dataframe(spark, df, cfg: IngestImagesConfig, input_col: str, label_col: str,
@@ -302,49 +379,57 @@ def run_ingest_dataframe(spark, df, cfg: IngestImagesConfig, input_col: str, lab
                              kind.simpleString())
     src = df.select(*cols, F.col(label_col).cast("string").alias("label_name"),
                     F.lit(None).cast("string").alias("split_hint"))
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "512")
-    fn = partial(decode_images, spec_dict=cfg.image.to_dict(), seed=cfg.split.seed, root=None,
-                 from_manifest=True, allowed_labels=list(cfg.labels) if cfg.labels is not None else None)
-    return write_ingested(spark, spread(src, rows_per_partition=2000).mapInPandas(fn, DECODED_DDL), cfg,
-                          cfg.input, out, "dataframe", [], t0)
+    keyed, st, cached = key_dataframe(spark, src, cfg, None)
+    return write_ingested(spark, keyed, st, cfg, cfg.input, out, "dataframe", [], t0, cached)
 
 
-def write_ingested(spark, decoded, cfg: IngestImagesConfig, inp: str, out: str, input_kind: str,
-                   hidden: list[str], t0: float) -> IngestResult:
-    """Split, write and publish decoded records (rows of ``DECODED_DDL``): the second half of ingest.
+def _collect_written(spark, keyed, spec, staging: str, rows_per_group: dict[str, int]):
+    """Run the decode-and-write job; returns its summary rows after removing any file not named in
+    them (left by a failed or duplicate task attempt)."""
+    summary = keyed.mapInPandas(partial(decode_and_write, spec_dict=spec.to_dict(), staging=staging,
+                                        rows_per_group=rows_per_group), SUMMARY_DDL).collect()
+    keep_reported(staging, (*storage.SPLITS, "rejects"), {r["name"] for r in summary if r["kind"] == "file"})
+    return summary
 
-    Runs on: driver.
+
+def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestImagesConfig, inp: str, out: str,
+                   input_kind: str, hidden: list[str], t0: float, cached=None) -> IngestResult:
+    """Decode, write and publish keyed records (:func:`key_listing` / :func:`key_dataframe`).
+
+    ``planned``: the counts before decoding (a split's count there sizes its row groups). One Spark
+    job decodes and writes every split and the rejects; its summary gives the final counts, which
+    must equal the Parquet footers and account for every input record. Runs on: driver.
     """
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
     spec = cfg.image
-    decoded = decoded.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        st = ingest_stats(decoded, cfg.split.val_fraction, cfg.split.test_fraction)
-        total, rejects_by_reason, labels, hints, splits = st.total, st.rejects_by_reason, st.labels, st.hints, st.splits
+        total = planned.total
         if total == 0:
             raise DatasetError(f"no files found under {cfg.input}", fix="Check the path; hidden files "
                                f"({len(hidden)}) are skipped")
-        if cfg.max_rejects is not None and sum(rejects_by_reason.values()) > cfg.max_rejects:
-            first = decoded.filter(F.col("reason").isNotNull()).select("path", "reason").limit(3).collect()
-            rj.enforce_limit(cfg.max_rejects, rejects_by_reason, [(r["path"], r["reason"]) for r in first], out)
-        label_map = F.create_map(*[x for i, name in enumerate(labels) for x in (F.lit(name), F.lit(i))])
-        accepted = decoded.filter(F.col("reason").isNull()) \
-            .withColumn("split", split_column(hints, cfg.split.val_fraction, cfg.split.test_fraction)) \
-            .withColumn("label", label_map[F.col("label_name")].cast("int"))
-
         row_bytes = spec.height * spec.width * spec.channels + 96
+        by_mb = max(1, int(cfg.row_group_mb * 2**20 // row_bytes))
+        rows_per_group = {s: max(1, min(by_mb, math.ceil(planned.splits[s]["count"] / MIN_ROW_GROUPS_PER_SPLIT)))
+                          for s in storage.SPLITS}
         with storage.staged_output(out, cfg.overwrite) as staging:
-            groups = write_splits(spark, accepted, staging, {s: splits[s]["count"] for s in storage.SPLITS},
-                                  row_bytes, cfg.row_group_mb)
-            for s in storage.SPLITS:
-                splits[s]["path"] = s
-                splits[s]["row_groups"] = groups[s]
+            summary = _collect_written(spark, keyed, spec, staging, rows_per_group)
+            rejects_by_reason = dict(sorted(rj.count_by_reason(
+                r["reason"] for r in summary if r["kind"] == "reject" for _ in range(r["n"])).items()))
             n_rej = sum(rejects_by_reason.values())
-            write_rejects(decoded.filter(F.col("reason").isNotNull()).select(
-                F.col("path"), F.col("reason"), F.col("message"), F.lit("ingest").alias("stage")),
-                storage.join(staging, "rejects"), n_rej)
+            rj.enforce_limit(cfg.max_rejects, rejects_by_reason,
+                             [(r["name"], r["reason"]) for r in summary if r["kind"] == "reject"], out)
+            splits: dict[str, dict] = {s: {"count": 0, "per_class": {}} for s in storage.SPLITS}
+            for r in summary:
+                if r["kind"] == "class":
+                    d = splits[r["split"]]
+                    d["count"] += r["n"]
+                    d["per_class"][r["label_name"]] = d["per_class"].get(r["label_name"], 0) + r["n"]
+            for s in storage.SPLITS:
+                rows, groups = parquet_footers(storage.join(staging, s)) if splits[s]["count"] else (0, 0)
+                if rows != splits[s]["count"]:  # the tasks' counts and their files disagree: our bug
+                    raise AssertionError(f"split {s}: {rows} rows written, {splits[s]['count']} counted")
+                splits[s].update(path=s, row_groups=groups)
+            if not n_rej:
+                write_empty(storage.join(staging, "rejects"), rj.arrow_schema())
             doc = {
                 "format": mf.FORMAT, "format_version": mf.FORMAT_VERSION, "kind": "image",
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -352,11 +437,11 @@ def write_ingested(spark, decoded, cfg: IngestImagesConfig, inp: str, out: str, 
                 "input_records": total,
                 "preprocess": spec.to_dict(), "preprocess_fingerprint": spec.fingerprint(),
                 "schema": schema_json(spec.shape),
-                "labels": labels,
+                "labels": planned.labels,
                 "splits": splits,
                 "split_rule": {"seed": cfg.split.seed, "val_fraction": cfg.split.val_fraction,
                                "test_fraction": cfg.split.test_fraction,
-                               "input_split_kept": sorted(hints), "hash": "sha1(seed:relative_path)"},
+                               "input_split_kept": sorted(planned.hints), "hash": "sha1(seed:relative_path)"},
                 "rejects": {"count": n_rej, "per_reason": rejects_by_reason, "path": "rejects",
                             "max_rejects": cfg.max_rejects},
                 "skipped": {"hidden": len(hidden), "examples": [path_of(h) for h in hidden[:20]]},
@@ -366,8 +451,9 @@ def write_ingested(spark, decoded, cfg: IngestImagesConfig, inp: str, out: str, 
             }
             fingerprint = write_manifest(staging, doc)
     finally:
-        decoded.unpersist()
-    res = IngestResult(out, total, accounted(total, splits, n_rej), n_rej, rejects_by_reason, len(hidden), labels,
-                       fingerprint, time.time() - t0)
+        if cached is not None:
+            cached.unpersist()
+    res = IngestResult(out, total, accounted(total, splits, n_rej), n_rej, rejects_by_reason, len(hidden),
+                       planned.labels, fingerprint, time.time() - t0)
     log.info(res.summary())
     return res

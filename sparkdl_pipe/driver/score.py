@@ -21,10 +21,10 @@ from sparkdl_pipe.driver.files import (
     read_manifest_table,
     resolved_path,
     spread,
-    write_rejects,
 )
 from sparkdl_pipe.errors import DatasetError, UserInputError
-from sparkdl_pipe.executor.score import SCORED_DDL, score_batches
+from sparkdl_pipe.executor.parts import keep_reported, write_empty
+from sparkdl_pipe.executor.score import SCORE_SUMMARY_DDL, predictions_schema, score_and_write, score_batches
 from sparkdl_pipe.manifest import load_dataset_info
 from sparkdl_pipe.model_card import load_model_info
 from sparkdl_pipe.model_fetch import fetch_model
@@ -135,7 +135,7 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
     fn = partial(score_batches, model_path=model.model_url, model_id=model.model_id, model_name=model.name,
                  spec_dict=spec.to_dict(), labels=labels, batch_size=cfg.batch_size, source=source,
                  threads=threads, root=inp if fmt == "folder" else None)
-    return write_scores(src.mapInPandas(fn, SCORED_DDL), cfg, model, inp, out, fmt, hidden, t0,
+    return write_scores(src, fn, cfg, model, inp, out, fmt, hidden, t0,
                         unknown_labels=unknown_labels)
 
 
@@ -145,61 +145,51 @@ def score_threads(spark) -> int:
         int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
 
 
-def write_scores(scored, cfg: ScoreConfig, model, inp: str, out: str, fmt: str, hidden: list[str], t0: float,
-                 id_col: str = "path", unknown_labels: int = 0) -> ScoreResult:
-    """Count, check and publish a scored DataFrame (``SCORED_DDL``-like, the record id in ``id_col``):
-    predictions, rejects and the summary JSON; more rejects than ``cfg.max_rejects`` publish nothing.
-    ``unknown_labels``: input rows whose true label the model does not know. Runs on: driver."""
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
-    scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        with storage.staged_output(out, cfg.overwrite) as staging:
-            # First the predictions: this one job runs the model over every row and fills the cache
-            # the counts below read. (No coalesce here: it would also shrink the scoring's parallelism.)
-            scored.filter(F.col("reason").isNull()) \
-                .select(id_col, "prediction", "label_name", "probability", "true_label", "model_name", "model_id") \
-                .write.mode("overwrite").parquet(storage.spark_path(storage.join(staging, "predictions")))
-            stats = scored.groupBy("reason").agg(
-                F.count(F.lit(1)).alias("n"),
-                F.sum(F.when(F.col("true_label").isNotNull(), 1).otherwise(0)).alias("labelled"),
-                F.sum(F.when(F.col("true_label") == F.col("label_name"), 1).otherwise(0)).alias("correct"),
-                F.collect_set("device").alias("devices"),
-            ).collect()
-            total = sum(r["n"] for r in stats)
-            ok = [r for r in stats if r["reason"] is None]
-            n_ok = ok[0]["n"] if ok else 0
-            labelled = ok[0]["labelled"] if ok else 0
-            correct = ok[0]["correct"] if ok else 0
-            rejects_by_reason = {r["reason"]: r["n"] for r in stats if r["reason"] is not None}
-            n_rej = sum(rejects_by_reason.values())
-            if cfg.max_rejects is not None and n_rej > cfg.max_rejects:  # nothing is published
-                first = scored.filter(F.col("reason").isNotNull()).select(id_col, "reason").limit(3).collect()
-                rj.enforce_limit(cfg.max_rejects, rejects_by_reason, [(str(r[id_col]), r["reason"]) for r in first],
-                                 out)
-            acc = correct / labelled if labelled else None
-            devices = sorted({d for r in stats for d in r["devices"] if d})
-            write_rejects(scored.filter(F.col("reason").isNotNull())
-                          .select(id_col, "reason", "message", F.lit("score").alias("stage")),
-                          storage.join(staging, "rejects"), n_rej)
-            storage.write_json(storage.join(staging, SUMMARY_FILE), {
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "input": inp, "input_format": fmt, "model": model.url, "model_name": model.name,
-                "model_id": model.model_id, "input_rows": total, "scored": n_ok, "rejected": n_rej,
-                "rejects_by_reason": rejects_by_reason, "labelled_rows": labelled, "accuracy": acc,
-                "unknown_true_labels": unknown_labels, "max_rejects": cfg.max_rejects,
-                "skipped": {"hidden": len(hidden), "examples": hidden[:20]},
-                "files_seen": total + len(hidden),
-                "batch_size": cfg.batch_size, "seconds": time.time() - t0,
-                "devices": [json.loads(d) for d in devices],
-            })
-    finally:
-        scored.unpersist()
-    if n_ok + n_rej != total:
-        raise AssertionError(f"scoring lost rows: {total} in, {n_ok} scored + {n_rej} rejected")
+def write_scores(src, score_fn, cfg: ScoreConfig, model, inp: str, out: str, fmt: str, hidden: list[str],
+                 t0: float, id_col: str = "path", unknown_labels: int = 0) -> ScoreResult:
+    """Score ``src`` with the batch function ``score_fn`` (yielding ``SCORED_DDL``-like frames, the
+    record id in ``id_col``) and publish predictions, rejects and the summary JSON, in one Spark job:
+    each task writes its own part files and returns only counts. More rejects than
+    ``cfg.max_rejects`` publish nothing. ``unknown_labels``: input rows whose true label the model
+    does not know. Runs on: driver."""
+    with storage.staged_output(out, cfg.overwrite) as staging:
+        summary = src.mapInPandas(partial(score_and_write, score=score_fn, staging=staging, id_col=id_col),
+                                  SCORE_SUMMARY_DDL).collect()
+        keep_reported(staging, ("predictions", "rejects"), {r["name"] for r in summary if r["kind"] == "file"})
+        counts: dict[str | None, list[int]] = {}
+        examples: dict[str, str] = {}
+        for r in summary:
+            if r["kind"] == "count":
+                c = counts.setdefault(r["reason"], [0, 0, 0])
+                c[0], c[1], c[2] = c[0] + r["n"], c[1] + r["labelled"], c[2] + r["correct"]
+                if r["reason"] is not None:
+                    examples.setdefault(r["reason"], r["name"])
+        n_ok, labelled, correct = counts.pop(None, [0, 0, 0])
+        rejects_by_reason = {reason: c[0] for reason, c in sorted(counts.items())}
+        total = n_ok + sum(rejects_by_reason.values())
+        n_rej = sum(rejects_by_reason.values())
+        rj.enforce_limit(cfg.max_rejects, rejects_by_reason, [(p, r) for r, p in examples.items()], out)
+        acc = correct / labelled if labelled else None
+        devices = sorted({r["name"] for r in summary if r["kind"] == "device"})
+        for d, schema, n in (("predictions", predictions_schema(id_col), n_ok),
+                             ("rejects", rj.arrow_schema(id_col), n_rej)):
+            rows = sum(r["n"] for r in summary if r["kind"] == "file" and r["name"].startswith(d + "/"))
+            if rows != n:  # the tasks' counts and their files disagree: our bug
+                raise AssertionError(f"scoring wrote {rows} {d} rows, counted {n}")
+            if not n:
+                write_empty(storage.join(staging, d), schema)
+        storage.write_json(storage.join(staging, SUMMARY_FILE), {
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "input": inp, "input_format": fmt, "model": model.url, "model_name": model.name,
+            "model_id": model.model_id, "input_rows": total, "scored": n_ok, "rejected": n_rej,
+            "rejects_by_reason": rejects_by_reason, "labelled_rows": labelled, "accuracy": acc,
+            "unknown_true_labels": unknown_labels, "max_rejects": cfg.max_rejects,
+            "skipped": {"hidden": len(hidden), "examples": hidden[:20]},
+            "files_seen": total + len(hidden),
+            "batch_size": cfg.batch_size, "seconds": time.time() - t0,
+            "devices": [json.loads(d) for d in devices],
+        })
     res = ScoreResult(out, total, n_ok, n_rej, rejects_by_reason, labelled, acc, len(hidden), model.model_id,
                       time.time() - t0, unknown_labels)
     log.info(res.summary())
     return res
-

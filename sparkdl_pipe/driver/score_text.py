@@ -15,7 +15,7 @@ from sparkdl_pipe.driver.files import spread
 from sparkdl_pipe.driver.score import ScoreResult, score_threads, split_dataset_info, write_scores
 from sparkdl_pipe.driver.text_files import detect_text_format, read_text_input
 from sparkdl_pipe.errors import DatasetError, UserInputError
-from sparkdl_pipe.executor.score_text import SCORED_TEXT_DDL, score_text_batches
+from sparkdl_pipe.executor.score_text import score_text_batches
 from sparkdl_pipe.preprocess.text import load_vocabulary
 
 
@@ -69,4 +69,4 @@ def run_text_scoring(spark, cfg: ScoreConfig, model, inp: str, out: str, t0: flo
                  spec_dict=spec.to_dict(), vocab_path=model.vocab_url, labels=model.labels,
                  batch_size=cfg.batch_size, source=source, threads=score_threads(spark),
                  root=inp if fmt == "txt" else None)
-    return write_scores(src.mapInPandas(fn, SCORED_TEXT_DDL), cfg, model, inp, out, fmt, hidden, t0, id_col="id")
+    return write_scores(src, fn, cfg, model, inp, out, fmt, hidden, t0, id_col="id")

@@ -28,6 +28,14 @@ from sparkdl_pipe.schema import decode_pixels
 SCORED_DDL = ("path string, true_label string, prediction int, label_name string, probability double, "
               "model_name string, model_id string, reason string, message string, device string")
 
+#: Spark DDL of what :func:`write_scored` yields: summary rows, never the predictions themselves.
+#: ``kind`` is ``file`` (a part file: name, n rows), ``count`` (per reason, null for scored rows: n,
+#: labelled, correct, and one example id in ``name``) or ``device`` (a task's device JSON in ``name``).
+SCORE_SUMMARY_DDL = "kind string, reason string, n long, labelled long, correct long, name string"
+
+#: Predictions buffered per task before a row group is written.
+PREDICTION_GROUP_ROWS = 65536
+
 
 class ModelCache:
     """Holds the one model this Python worker is scoring with, keyed by (model URL, model id)."""
@@ -90,14 +98,42 @@ def _device_record() -> str:
     return DeviceAssignment(addrs, source, cuda, len(tf.config.list_physical_devices("GPU"))).to_json()
 
 
+_FORWARD: dict[int, tuple] = {}
+
+
+def forward_function(model):
+    """``model``'s forward pass (inference mode) as one graph-compiled function for any batch size.
+
+    Traced once per model (the worker's one model: :class:`ModelCache`). Unlike
+    ``predict_on_batch``, a call builds no ``tf.data`` iterator: that was about a fifth of a
+    scoring worker's time (py-spy, benchmarks/NOTES.md). Models with several inputs get
+    ``predict_on_batch``.
+    """
+    got = _FORWARD.get(id(model))
+    if got is not None and got[0] is model:
+        return got[1]
+    if len(model.inputs) != 1:
+        return model.predict_on_batch
+    import tensorflow as tf
+
+    dtype = model.inputs[0].dtype
+    spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], dtype)
+    graph = tf.function(lambda t: model(t, training=False), input_signature=[spec])
+    _FORWARD.clear()  # never hold on to an older model
+
+    def forward(x: np.ndarray):
+        return graph(x.astype(dtype.as_numpy_dtype, copy=False))
+
+    _FORWARD[id(model)] = (model, forward)
+    return forward
+
+
 def predict_arrays(model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """Class probabilities for (N, H, W, C) uint8 inputs, ``batch_size`` rows per model call."""
+    """Class probabilities for (N, ...) inputs, ``batch_size`` rows per call of the compiled model."""
     if len(x) == 0:
         return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
-    # predict_on_batch runs Keras' compiled predict function: about 1.9x the rows/s of an eager
-    # ``model(x)`` call for the benchmark's CNN, with identical outputs (benchmarks/NOTES.md).
-    outs = [np.asarray(model.predict_on_batch(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
-    return np.concatenate(outs)
+    forward = forward_function(model)
+    return np.concatenate([np.asarray(forward(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
 
 
 def predict_column(model, blobs: pd.Series, spec: ImageSpec, source: str, batch_size: int
@@ -217,3 +253,61 @@ def append_predictions(batches: Iterator[pd.DataFrame], input_col: str, source: 
         out[out_cols["probability"]] = prob
         out[out_cols["reason"]] = reason
         yield out
+
+
+def predictions_schema(id_col: str):
+    """The Arrow schema of the predictions table (``id_col``: ``path`` for images, ``id`` for text)."""
+    import pyarrow as pa
+
+    return pa.schema([(id_col, pa.string()), ("prediction", pa.int32()), ("label_name", pa.string()),
+                      ("probability", pa.float64()), ("true_label", pa.string()), ("model_name", pa.string()),
+                      ("model_id", pa.string())])
+
+
+def write_scored(frames: Iterator[pd.DataFrame], staging: str, id_col: str) -> Iterator[pd.DataFrame]:
+    """Write scored frames (:data:`SCORED_DDL` rows) as this task's part files of ``predictions`` and
+    ``rejects`` under ``staging`` (:mod:`sparkdl_pipe.executor.parts`); yield only summary rows
+    (:data:`SCORE_SUMMARY_DDL`). Runs on: executors."""
+    import pyarrow as pa
+
+    from sparkdl_pipe.executor.parts import PartWriter
+    from sparkdl_pipe.rejects import arrow_schema
+
+    preds = PartWriter(staging, "predictions", predictions_schema(id_col))
+    rejects = PartWriter(staging, "rejects", arrow_schema(id_col))
+    pending: list = []
+    counts: dict[str | None, list[int]] = {}
+    first: dict[str, str] = {}
+    devices: set[str] = set()
+    for f in frames:
+        bad = f["reason"].notna().to_numpy()
+        good = f.loc[~bad]
+        pending.append(pa.Table.from_pandas(good[list(preds.schema.names)], schema=preds.schema,
+                                            preserve_index=False))
+        if sum(t.num_rows for t in pending) >= PREDICTION_GROUP_ROWS:
+            preds.write(pa.concat_tables(pending))
+            pending = []
+        c = counts.setdefault(None, [0, 0, 0])
+        c[0] += len(good)
+        c[1] += int(good["true_label"].notna().sum())
+        c[2] += int((good["true_label"] == good["label_name"]).sum())
+        if bad.any():
+            b = f.loc[bad]
+            rejects.write(pa.table([pa.array(b[id_col].astype(str), pa.string()), pa.array(b["reason"], pa.string()),
+                                    pa.array(b["message"], pa.string()), pa.array(["score"] * len(b), pa.string())],
+                                   schema=rejects.schema))
+            for reason, key in zip(b["reason"], b[id_col], strict=True):
+                counts.setdefault(reason, [0, 0, 0])[0] += 1
+                first.setdefault(reason, str(key))
+        devices.update(d for d in f["device"] if isinstance(d, str))
+    if pending:
+        preds.write(pa.concat_tables(pending))
+    summary = [("file", None, rows, 0, 0, name) for name, rows in filter(None, (preds.close(), rejects.close()))]
+    summary += [("count", r, n, labelled, correct, first.get(r)) for r, (n, labelled, correct) in counts.items()]
+    summary += [("device", None, 0, 0, 0, d) for d in sorted(devices)]
+    yield pd.DataFrame(summary, columns=["kind", "reason", "n", "labelled", "correct", "name"])
+
+
+def score_and_write(batches: Iterator[pd.DataFrame], score, staging: str, id_col: str) -> Iterator[pd.DataFrame]:
+    """``score`` (a batch function yielding :data:`SCORED_DDL` frames) then :func:`write_scored`."""
+    yield from write_scored(score(batches), staging, id_col)
