@@ -126,3 +126,26 @@ def test_interrupted_swap_is_restored_and_dead_owners_cleaned(tmp_path):
     done = storage.prepare_output("file://" + str(target), overwrite=True)
     assert (target / "data").read_text() == "previous" and not old.exists()
     assert not dead.exists() and live.exists() and len(done) == 2
+
+
+def test_only_files_reported_by_successful_tasks_are_kept(tmp_path):
+    """Ingest and scoring tasks write their own part files; a failed or duplicate attempt's files,
+    which no collected summary names, are removed before anything is counted or published."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sparkdl_pipe.executor.parts import PartWriter, keep_reported
+
+    staging = "file://" + str(tmp_path / "staging")
+    part = PartWriter(staging, "train", pa.schema([("x", pa.int32())]))
+    part.write(pa.table({"x": pa.array([1, 2, 3], pa.int32())}))
+    name, rows = part.close()
+    assert (name, rows) == ("train/part-00000-0.parquet", 3)
+    assert PartWriter(staging, "val", part.schema).close() is None  # no rows: no file at all
+    for leftover in ("train/part-00000-1.parquet", "rejects/part-00003-0.parquet"):
+        os.makedirs(os.path.dirname(tmp_path / "staging" / leftover), exist_ok=True)
+        (tmp_path / "staging" / leftover).write_bytes(b"partial write of a failed attempt")
+    keep_reported(staging, ("train", "val", "rejects"), {name})
+    assert sorted(os.listdir(tmp_path / "staging" / "train")) == ["part-00000-0.parquet"]
+    assert os.listdir(tmp_path / "staging" / "rejects") == []
+    assert pq.read_table(str(tmp_path / "staging" / "train")).column("x").to_pylist() == [1, 2, 3]

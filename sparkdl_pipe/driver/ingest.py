@@ -408,7 +408,8 @@ def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestImagesConfig, 
                                f"({len(hidden)}) are skipped")
         row_bytes = spec.height * spec.width * spec.channels + 96
         by_mb = max(1, int(cfg.row_group_mb * 2**20 // row_bytes))
-        rows_per_group = {s: max(1, min(by_mb, math.ceil(planned.splits[s]["count"] / MIN_ROW_GROUPS_PER_SPLIT)))
+        # a split of n >= 16 planned rows gets at least 16 row groups (Petastorm deals whole groups)
+        rows_per_group = {s: max(1, min(by_mb, planned.splits[s]["count"] // MIN_ROW_GROUPS_PER_SPLIT))
                           for s in storage.SPLITS}
         with storage.staged_output(out, cfg.overwrite) as staging:
             summary = _collect_written(spark, keyed, spec, staging, rows_per_group)
