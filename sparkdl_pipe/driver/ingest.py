@@ -297,10 +297,11 @@ def key_listing(spark, files: list[str], root: str, cfg: IngestImagesConfig):
 
 
 def key_dataframe(spark, src, cfg: IngestImagesConfig, root: str | None):
-    """(keyed DataFrame, :class:`IngestStats`) for records in Spark (a manifest table, a DataFrame).
+    """(keyed DataFrame, :class:`IngestStats`, the persisted keys to unpersist when done) for
+    records in Spark (a manifest table, a DataFrame).
 
-    Keys are computed in the executors and kept (``persist``: the caller unpersists); one
-    aggregation gives the counts, then the records are range-partitioned by (split, order key).
+    Keys are computed in the executors and kept; one aggregation gives the counts, then the
+    records are range-partitioned by (split, order key).
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -386,6 +387,8 @@ def run_ingest_dataframe(spark, df, cfg: IngestImagesConfig, input_col: str, lab
 def _collect_written(spark, keyed, spec, staging: str, rows_per_group: dict[str, int]):
     """Run the decode-and-write job; returns its summary rows after removing any file not named in
     them (left by a failed or duplicate task attempt)."""
+    # small Arrow batches: a DataFrame's rows may carry whole image files
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "512")
     summary = keyed.mapInPandas(partial(decode_and_write, spec_dict=spec.to_dict(), staging=staging,
                                         rows_per_group=rows_per_group), SUMMARY_DDL).collect()
     keep_reported(staging, (*storage.SPLITS, "rejects"), {r["name"] for r in summary if r["kind"] == "file"})
@@ -413,8 +416,9 @@ def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestImagesConfig, 
                           for s in storage.SPLITS}
         with storage.staged_output(out, cfg.overwrite) as staging:
             summary = _collect_written(spark, keyed, spec, staging, rows_per_group)
-            rejects_by_reason = dict(sorted(rj.count_by_reason(
-                r["reason"] for r in summary if r["kind"] == "reject" for _ in range(r["n"])).items()))
+            rejects_by_reason: dict[str, int] = {}
+            for r in sorted((r for r in summary if r["kind"] == "reject"), key=lambda r: r["reason"]):
+                rejects_by_reason[r["reason"]] = rejects_by_reason.get(r["reason"], 0) + r["n"]
             n_rej = sum(rejects_by_reason.values())
             rj.enforce_limit(cfg.max_rejects, rejects_by_reason,
                              [(r["name"], r["reason"]) for r in summary if r["kind"] == "reject"], out)

@@ -165,7 +165,7 @@ def write_scores(src, score_fn, cfg: ScoreConfig, model, inp: str, out: str, fmt
                 if r["reason"] is not None:
                     examples.setdefault(r["reason"], r["name"])
         n_ok, labelled, correct = counts.pop(None, [0, 0, 0])
-        rejects_by_reason = {reason: c[0] for reason, c in sorted(counts.items())}
+        rejects_by_reason = {str(reason): c[0] for reason, c in sorted(counts.items(), key=lambda kv: str(kv[0]))}
         total = n_ok + sum(rejects_by_reason.values())
         n_rej = sum(rejects_by_reason.values())
         rj.enforce_limit(cfg.max_rejects, rejects_by_reason, [(p, r) for r, p in examples.items()], out)

@@ -188,7 +188,7 @@ def decode_and_write(batches: Iterator[pd.DataFrame], spec_dict: dict, staging: 
                 if reason is None:
                     res = decode_image(data, spec)
                     image, reason, message = res.array, res.reason, res.message
-            if reason is not None:
+            if reason is not None or image is None:
                 for col, v in zip(rejects, (path, reason, message), strict=True):
                     col.append(v)
                 continue
@@ -196,15 +196,19 @@ def decode_and_write(batches: Iterator[pd.DataFrame], spec_dict: dict, staging: 
                 files[split] = _SplitFile(staging, split, rows_per_group[split])
             files[split].add(image, int(label), name, path)
             per_class[(split, name)] = per_class.get((split, name), 0) + 1
-    written = [(s, f.close()) for s, f in files.items()]
-    summary = [("file", s, None, None, rows, name) for s, (name, rows) in written]
+    summary: list[tuple] = []
+    for s, f in files.items():
+        done = f.close()
+        if done:
+            summary.append(("file", s, None, None, done[1], done[0]))
     summary += [("class", s, name, None, n, None) for (s, name), n in per_class.items()]
     if rejects[0]:
         part = PartWriter(staging, "rejects", arrow_schema())
         part.write(pa.table([pa.array(c, pa.string()) for c in (*rejects, ["ingest"] * len(rejects[0]))],
                             schema=part.schema))
-        name, rows = part.close()  # type: ignore[misc]
-        summary.append(("file", "rejects", None, None, rows, name))
+        done = part.close()
+        if done:
+            summary.append(("file", "rejects", None, None, done[1], done[0]))
         first: dict[str, str] = {}
         for path, reason in zip(rejects[0], rejects[1], strict=True):
             first.setdefault(reason, path)

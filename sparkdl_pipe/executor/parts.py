@@ -12,6 +12,8 @@ Runs on: executors (:class:`PartWriter`) and the driver (:func:`keep_reported`, 
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def task_stem() -> str:
     """``part-<partition>-<attempt>`` for the running Spark task (``part-00000-0`` outside Spark)."""
@@ -29,7 +31,8 @@ class PartWriter:
         self.options = {"compression": "snappy", **parquet_options}
         self.name = f"{subdir}/{task_stem()}.parquet"
         self.rows = 0
-        self._sink = self._writer = None
+        self._sink: Any = None
+        self._writer: Any = None
 
     def write(self, table, row_group_size: int | None = None) -> None:
         """Append an Arrow table (of :attr:`schema`); one row group per call unless ``row_group_size``."""
@@ -44,7 +47,8 @@ class PartWriter:
             fs.create_dir(f"{base}/{self.subdir}", recursive=True)
             self._sink = fs.open_output_stream(f"{base}/{self.name}")
             self._writer = pq.ParquetWriter(self._sink, self.schema, **self.options)
-        self._writer.write_table(table, row_group_size=row_group_size or table.num_rows)
+        writer = self._writer
+        writer.write_table(table, row_group_size=row_group_size or table.num_rows)
         self.rows += table.num_rows
 
     def close(self) -> tuple[str, int] | None:

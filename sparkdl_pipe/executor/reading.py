@@ -36,22 +36,42 @@ def path_of(url: str) -> str:
     return unquote(p.path) if p.scheme else url
 
 
+def _read_local(path: str, max_bytes: int) -> tuple[bytes | None, str | None, str | None]:
+    # One open, then fstat on the descriptor: O_NONBLOCK so a FIFO never blocks the open (it is
+    # refused by its type below); following symlinks, a broken one raises FileNotFoundError.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (FIFO, socket, device)"
+            return None, UNREADABLE, f"{kind}: not read"
+        if st.st_size > max_bytes:
+            return None, FILE_TOO_LARGE, f"{st.st_size} bytes is over the limit of {max_bytes}"
+        chunks = []
+        left = max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, max(st.st_size + 1, 1 << 16)))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), None, None
+    finally:
+        os.close(fd)
+
+
 def read_bytes(url: str, max_bytes: int = MAX_FILE_BYTES) -> tuple[bytes | None, str | None, str | None]:
     """(bytes, None, None) or (None, reason code, message) for a local path/URL or a remote URL.
 
-    Never blocks on special files: anything but a regular file is refused before it is opened.
+    Never blocks on special files: a local path is opened non-blocking and anything but a regular
+    file is refused before it is read.
     """
     try:
-        if urlparse(url).scheme in ("", "file"):
-            path = path_of(url)
-            st = os.stat(path)  # follows symlinks: a broken one raises FileNotFoundError
-            if not stat.S_ISREG(st.st_mode):
-                kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (FIFO, socket, device)"
-                return None, UNREADABLE, f"{kind}: not read"
-            if st.st_size > max_bytes:
-                return None, FILE_TOO_LARGE, f"{st.st_size} bytes is over the limit of {max_bytes}"
-            with open(path, "rb") as f:
-                return f.read(max_bytes + 1), None, None
+        # our listing's own form (``file:`` + a quoted absolute path) skips the URL parser
+        local = unquote(url[5:]) if url.startswith("file:/") and not url.startswith("file://") else (
+            path_of(url) if urlparse(url).scheme in ("", "file") else None)
+        if local is not None:
+            return _read_local(local, max_bytes)
         from pyarrow import fs as pafs
 
         fs, p = pafs.FileSystem.from_uri(url.replace("s3a://", "s3://", 1))

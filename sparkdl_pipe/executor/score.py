@@ -302,8 +302,10 @@ def write_scored(frames: Iterator[pd.DataFrame], staging: str, id_col: str) -> I
         devices.update(d for d in f["device"] if isinstance(d, str))
     if pending:
         preds.write(pa.concat_tables(pending))
-    summary = [("file", None, rows, 0, 0, name) for name, rows in filter(None, (preds.close(), rejects.close()))]
-    summary += [("count", r, n, labelled, correct, first.get(r)) for r, (n, labelled, correct) in counts.items()]
+    summary: list[tuple] = [("file", None, rows, 0, 0, name)
+                            for name, rows in filter(None, (preds.close(), rejects.close()))]
+    summary += [("count", r, n, labelled, correct, first.get(r) if r else None)
+                for r, (n, labelled, correct) in counts.items()]
     summary += [("device", None, 0, 0, 0, d) for d in sorted(devices)]
     yield pd.DataFrame(summary, columns=["kind", "reason", "n", "labelled", "correct", "name"])
 

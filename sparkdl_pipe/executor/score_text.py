@@ -23,10 +23,6 @@ from sparkdl_pipe.preprocess.spec import TextSpec
 from sparkdl_pipe.preprocess.text import encode_tokens, load_vocabulary
 from sparkdl_pipe.schema import decode_features
 
-#: Spark DDL of what :func:`score_text_batches` yields.
-SCORED_TEXT_DDL = ("id string, true_label string, prediction int, label_name string, probability double, "
-                   "model_name string, model_id string, reason string, message string, device string")
-
 
 def _encode_rows(pdf: pd.DataFrame, source: str, spec: TextSpec, index: dict[str, int], root_path: str | None,
                  known: set[str]):
@@ -62,8 +58,9 @@ def score_text_batches(batches: Iterator[pd.DataFrame], model_path: str, model_i
     """Score a partition of text. ``source``: ``table`` (``id, data, label_name, split_hint,
     malformed`` from a CSV/TSV/JSONL/Parquet reader), ``folder`` (binaryFile ``path, content`` of
     ``<label>/*.txt``; the true label is the folder when the model knows it) or ``tokens`` (an
-    ingested split's stored ids). One output row per input row; texts that cannot be used carry
-    ``reason``/``message`` and no prediction.
+    ingested split's stored ids). One output row per input row (the columns of
+    :data:`sparkdl_pipe.executor.score.SCORED_DDL`, with ``id`` for ``path``); texts that cannot be
+    used carry ``reason``/``message`` and no prediction.
     """
     prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
     spec = TextSpec.from_dict(spec_dict)
