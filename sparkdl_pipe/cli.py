@@ -159,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="default: train rows / (batch size x ranks), the same on every rank")
     p.add_argument("--threads-per-rank", type=int, default=None)
+    p.add_argument("--transport", choices=("auto", "gloo", "mpi"), default="auto",
+                   help="how the ranks exchange gradients: mpi (shared memory between the ranks of a host; "
+                        "needs Open MPI, installed by make install), gloo (TCP), or auto (default): mpi "
+                        "when Open MPI is installed and no GPU is requested, else gloo")
     p.add_argument("--cache-mb", type=int, default=1024,
                    help="per-rank budget (MiB) to cache the rank's shard in memory after the first read; "
                         "0 streams from Petastorm every epoch (default 1024)")
@@ -267,7 +271,7 @@ def _run(args) -> int:
                            warmup_epochs=args.warmup_epochs, num_proc=args.num_proc,
                            steps_per_epoch=args.steps_per_epoch, threads_per_rank=args.threads_per_rank,
                            seed=args.seed, overwrite=args.overwrite, cache_mb=args.cache_mb, resume=args.resume,
-                           rank_timeout=args.rank_timeout)
+                           rank_timeout=args.rank_timeout, transport=args.transport)
         from sparkdl_pipe.driver.tracking import TrackingConfig
         from sparkdl_pipe.driver.train import run_training
 

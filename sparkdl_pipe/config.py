@@ -130,8 +130,13 @@ class TrainConfig:
     cache_mb: int = 1024
     resume: bool = False  # continue from the last checkpoint (weights, optimizer state, epoch)
     rank_timeout: float = 300.0  # a rank silent or without progress this long ends the job
+    #: Horovod transport: auto (MPI's shared memory when Open MPI is installed and no GPU is asked
+    #: for, else Gloo), gloo or mpi. See sparkdl_pipe.driver.transport.
+    transport: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.transport not in ("auto", "gloo", "mpi"):
+            raise UserInputError("--transport", "auto, gloo or mpi", self.transport)
         if self.cache_mb < 0:
             raise UserInputError("--cache-mb", "0 (stream every epoch) or a budget in MiB", self.cache_mb)
         if not 5 <= self.rank_timeout <= 86400:

@@ -141,3 +141,9 @@ def test_watchdog_rules_and_exit_causes():
     assert "SIGKILL" in describe_exit(137) and "SIGKILL" in describe_exit(-9) and "SIGSEGV" in describe_exit(139)
     err = RuntimeError("Horovod detected ... The first process to do so was:\nProcess name: 1\nExit code: 137\n")
     assert explain_failure(err, {1: stuck}).startswith("rank 1 (pid 12 on h) ended with exit status 137 (SIGKILL")
+    # mpirun names the rank in what it prints, not in the exception Horovod raises
+    mpi = RuntimeError("mpirun failed with exit code 137")
+    printed = "mpirun noticed that process rank 1 with PID 29113 on node vm-5137 exited on signal 9 (Killed)."
+    assert explain_failure(mpi, {1: stuck}, printed).startswith("rank 1 (pid 12 on h) ended with exit status -9 (SIGKILL")
+    printed = "The first process to do so was:\n\n  Process name: [[12509,1],0]\n  Exit code:    1\n"
+    assert explain_failure(mpi, {}, printed).startswith("rank 0 ended with exit status 1 (an error in the training")

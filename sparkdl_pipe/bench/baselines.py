@@ -23,14 +23,27 @@ from sparkdl_pipe.errors import SparkdlPipeError
 
 def run_baseline(kind: str, **params) -> dict:
     """Run one baseline in a child process and return its JSON result (driver)."""
+    return run_baselines_together(1, kind, **params)[0]
+
+
+def run_baselines_together(n: int, kind: str, **params) -> list[dict]:
+    """Run ``n`` copies of one baseline at the same time, each in its own process (driver).
+
+    ``n`` independent one-thread trainings are what ``n`` ranks could do if exchanging gradients
+    cost nothing: the cores' own ceiling for data parallelism.
+    """
     args = json.dumps({"kind": kind, **params})
-    proc = subprocess.run([sys.executable, "-m", "sparkdl_pipe.bench.baselines", args],
-                          capture_output=True, text=True, timeout=3600)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise SparkdlPipeError(f"benchmark baseline {kind!r} failed (exit {proc.returncode}):\n{tail}")
-    return json.loads(lines[-1])
+    procs = [subprocess.Popen([sys.executable, "-m", "sparkdl_pipe.bench.baselines", args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(n)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=3600)
+        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            tail = "\n".join(err.strip().splitlines()[-15:])
+            raise SparkdlPipeError(f"benchmark baseline {kind!r} failed (exit {proc.returncode}):\n{tail}")
+        results.append(json.loads(lines[-1]))
+    return results
 
 
 def _set_threads(threads: int) -> None:

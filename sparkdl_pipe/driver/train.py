@@ -23,6 +23,7 @@ from sparkdl_pipe.driver.report import write_run_report
 from sparkdl_pipe.driver.resume import prepare_checkpoints, work_dir
 from sparkdl_pipe.driver.session import require_slots, task_slots
 from sparkdl_pipe.driver.tracking import TrackingConfig, track_training
+from sparkdl_pipe.driver.transport import launcher_env, resolve_transport
 from sparkdl_pipe.driver.watchdog import run_ranks
 from sparkdl_pipe.errors import DatasetError, TrainingError
 from sparkdl_pipe.executor.checkpoint import read_last
@@ -46,11 +47,13 @@ class TrainResult:
     test_accuracy: float | None
     weights_digests: list[str]
     seconds: float
+    transport: str = "gloo"  # how the ranks exchanged gradients: gloo or mpi
 
     def summary(self) -> str:
         test = f"{self.test_accuracy:.4f}" if self.test_accuracy is not None else "n/a (no test split)"
         val = f"{self.val_accuracy:.4f}" if self.val_accuracy is not None else "n/a (no val split)"
-        return (f"trained on {self.num_proc} ranks x {self.steps_per_epoch} steps/epoch in {self.seconds:.1f}s: "
+        return (f"trained on {self.num_proc} ranks ({self.transport}) x {self.steps_per_epoch} steps/epoch in "
+                f"{self.seconds:.1f}s: "
                 f"val accuracy {val}, test accuracy {test}; model {self.output}")
 
 
@@ -112,6 +115,8 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     ck_dir, hb_dir, resumed = prepare_checkpoints(out, cfg.resume, about, cfg.epochs)
     staging = storage.staging_url(out)  # published by storage.staged_output below
     threads = cfg.threads_per_rank or _threads_per_rank(spark, num_proc)
+    transport = resolve_transport(cfg.transport,
+                                  float(spark.sparkContext.getConf().get("spark.task.resource.gpu.amount", "0")))
     # The biggest shard, with a margin: Petastorm deals whole row groups, so shards differ in size.
     item_bytes = 4 if isinstance(spec, TextSpec) else 1  # int32 token ids, uint8 pixels
     shard_mb = n_train / num_proc * 1.25 * math.prod(spec.shape) * item_bytes / 2**20
@@ -134,17 +139,18 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
         "model_url": storage.join(staging, mc.MODEL_FILE),
         "tensorboard_url": storage.join(staging, "tensorboard"),
     }
-    log.info("training %s (%s) on %d ranks x %d steps/epoch (every rank the same), %d thread(s) each; "
-             "input %s", model_name, builder.__name__, num_proc, steps, threads,
+    log.info("training %s (%s) on %d ranks x %d steps/epoch (every rank the same), %d thread(s) each, "
+             "over %s; input %s", model_name, builder.__name__, num_proc, steps, threads, transport,
              f"cached in memory (~{shard_mb:.0f} MiB per rank)" if cache_shard else "streamed from Petastorm")
-    env = {**os.environ, **EXECUTOR_ENV}
+    env = launcher_env(transport, {**os.environ, **EXECUTOR_ENV})
     from sparkdl_pipe.executor.train_worker import train_rank
 
     with storage.staged_output(out, cfg.overwrite, staging=staging):
         try:
             with ProgressServer(spark.sparkContext.getConf().get("spark.driver.host", "127.0.0.1")) as srv:
                 params["progress_address"] = f"{srv.address[0]}:{srv.address[1]}"  # rank 0 streams epochs here
-                results = run_ranks(spark, train_rank, params, num_proc, env, hb_dir, cfg.rank_timeout)
+                results = run_ranks(spark, train_rank, params, num_proc, env, hb_dir, cfg.rank_timeout,
+                                    transport=transport)
         except TrainingError as e:
             last = read_last(ck_dir)
             hint = (f" Checkpoints up to epoch {last['epoch']} are kept in {ck_dir}: rerun the same command "
@@ -177,8 +183,8 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
             "dataset": {"url": info.url, "fingerprint": info.fingerprint,
                         "counts": {s: info.count(s) for s in storage.SPLITS}},
             "training": {**cfg.to_dict(), "model": model_name, "resumed_from_epoch": resumed["epoch"] if resumed else None,
-                         "num_proc": num_proc, "steps_per_epoch": steps,
-                         "threads_per_rank": threads, "input": "cached" if cache_shard else "streamed",
+                         "num_proc": num_proc, "steps_per_epoch": steps, "transport": transport,
+                         "transport_requested": cfg.transport, "threads_per_rank": threads, "input": "cached" if cache_shard else "streamed",
                          "effective_learning_rate": cfg.learning_rate * num_proc,
                          "seconds": time.time() - t0, "devices": [r.get("devices") for r in results]},
             "history": hist,
@@ -202,6 +208,6 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     if tracking is not None:
         track_training(tracking, out)
     res = TrainResult(out, model_id, num_proc, steps, hist, val_acc,
-                      test["accuracy"] if test else None, digests, time.time() - t0)
+                      test["accuracy"] if test else None, digests, time.time() - t0, transport)
     log.info(res.summary())
     return res

@@ -25,6 +25,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -134,28 +135,58 @@ def _stop_local_ranks(beats: dict[int, RankBeat]) -> list[int]:
     return killed
 
 
-def explain_failure(exc: BaseException, beats: dict[int, RankBeat]) -> str:
-    """One line for a failed ``horovod.spark.run``: which rank, what happened, where it was."""
+#: How a launcher names the rank that ended first: Horovod's Gloo launcher ("Process name: 1 /
+#: Exit code: 137"), mpirun for an exit status ("Process name: [[12509,1],1] / Exit code: 1") and
+#: mpirun for a signal ("process rank 1 with PID 29113 on node h exited on signal 9").
+_RANK_EXITS = (
+    (re.compile(r"Process name:\s*(?:\[\[\d+,\d+\],)?(\d+)\]?\s*Exit code:\s*(-?\d+)"), 1),
+    (re.compile(r"process rank (\d+) with PID \d+ on node \S+ exited on signal (\d+)"), -1),
+)
+
+
+def explain_failure(exc: BaseException, beats: dict[int, RankBeat], launcher_output: str = "") -> str:
+    """One line for a failed ``horovod.spark.run``: which rank, what happened, where it was.
+
+    ``launcher_output``: the end of what mpirun printed (it names the rank there, not in its exception).
+    """
     text = str(exc)
-    m = re.search(r"Process name:\s*(\d+)\s*Exit code:\s*(-?\d+)", text)
-    if m:
-        rank, code = int(m.group(1)), int(m.group(2))
-        b = beats.get(rank)
-        where = b.where() if b else f"rank {rank}"
-        seen = f"; its last heartbeat was in epoch {b.epoch} after {b.steps} batches" if b else ""
-        return f"{where} ended with {describe_exit(code)}{seen}. Horovod stopped the other ranks"
+    for pattern, sign in _RANK_EXITS:
+        m = pattern.search(text) or pattern.search(launcher_output)
+        if m:
+            rank, code = int(m.group(1)), sign * int(m.group(2))
+            b = beats.get(rank)
+            where = b.where() if b else f"rank {rank}"
+            seen = f"; its last heartbeat was in epoch {b.epoch} after {b.steps} batches" if b else ""
+            return f"{where} ended with {describe_exit(code)}{seen}. Horovod stopped the other ranks"
     last = text.strip().splitlines()[-1] if text.strip() else ""
     return f"Horovod training failed: {type(exc).__name__}: {last[-1500:]}"
 
 
+class _Tail:
+    """A text stream that passes everything on to ``out`` and keeps the last ``limit`` characters."""
+
+    def __init__(self, out, limit: int = 65536) -> None:
+        self.out, self.limit, self.kept = out, limit, ""
+        self.lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self.lock:
+            self.kept = (self.kept + text)[-self.limit:]
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
 def run_ranks(spark, fn, params: dict, num_proc: int, env: dict, heartbeat_dir: str, rank_timeout: float,
-              start_timeout: int = 600, poll: float = 1.0) -> list:
+              start_timeout: int = 600, poll: float = 1.0, transport: str = "gloo") -> list:
     """``horovod.spark.run(fn, (params,), num_proc)`` under the watchdog; a TrainingError on any loss.
 
     Must be called from the main thread (Horovod installs signal handlers). The watchdog runs in a
     daemon thread; when it fires it cancels the Spark job, stops the rank processes on this host by
     PID and, if Horovod is still waiting, interrupts it (SIGINT to this process, which Horovod's
     launcher handles by terminating its ranks). Ends within about ``rank_timeout`` + a few seconds.
+    ``transport`` is ``gloo`` or ``mpi`` (:mod:`.transport`); ``env`` already holds what it needs.
     """
     import horovod.spark
 
@@ -180,16 +211,18 @@ def run_ranks(spark, fn, params: dict, num_proc: int, env: dict, heartbeat_dir: 
                 os.kill(os.getpid(), signal.SIGINT)
             return
 
+    launcher_err = _Tail(sys.stderr)  # mpirun names a failed rank only in what it prints
     watcher = threading.Thread(target=watch, name="rank-watchdog", daemon=True)
     watcher.start()
     try:
         return horovod.spark.run(fn, args=(params,), num_proc=num_proc, env=env, start_timeout=start_timeout,
-                                 verbose=0)
+                                 verbose=0, use_mpi=transport == "mpi", use_gloo=transport == "gloo",
+                                 stderr=launcher_err)
     except BaseException as e:  # noqa: BLE001 - every failure becomes one TrainingError naming the rank
         if "message" in fired:
             raise TrainingError(fired["message"]) from e
         if isinstance(e, KeyboardInterrupt):
             raise
-        raise TrainingError(explain_failure(e, read_beats(heartbeat_dir))) from e
+        raise TrainingError(explain_failure(e, read_beats(heartbeat_dir), launcher_err.kept)) from e
     finally:
         done.set()

