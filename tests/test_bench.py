@@ -19,10 +19,13 @@ def test_tiny_benchmark_measures_every_stage_and_writes_json_and_markdown(spark,
     assert g["ingest"]["rows"] == [cfg.rows, cfg.rows * 2, cfg.rows * 4]
     assert len(g["ingest"]["seconds"]) == 3 and len(g["scoring"]["seconds"]) == 3
     assert g["scoring"]["rows"][0] < g["scoring"]["rows"][1] < g["scoring"]["rows"][2] < cfg.rows * 4
-    # Both training input modes ran on 2 ranks and learned something on the real images.
+    # Both training input modes ran on 2 ranks over MPI (auto, here), the cached one over Gloo too,
+    # and two independent 1-thread processes ran beside each other as the ceiling.
     tr = res.details["training"]
-    assert set(tr) >= {"streamed", "cached, default", "in_memory_1_thread", "in_memory_n_threads"}
-    assert len(tr["cached, default"]["history"]) == cfg.epochs
+    assert set(tr) >= {"mpi, streamed", "mpi, cached, default", "gloo, cached", "in_memory_1_thread",
+                       "in_memory_n_threads", "independent_1_thread"}
+    assert all(len(tr[k]["history"]) == cfg.epochs for k in ("mpi, streamed", "mpi, cached, default", "gloo, cached"))
+    assert len(tr["independent_1_thread"]) == cfg.num_proc
     assert res.details["memory"]["training rank"] > 50  # MiB: the ranks were seen by the sampler
     assert res.details["scoring"]["row_udf"]["rows"] == cfg.udf_rows
 
