@@ -128,6 +128,7 @@ def test_spark_submit_jobs_on_the_cluster_with_gpu_scheduling(cluster, digits_fo
            "--batch-size", "32", "--num-proc", "2", conf=GPU_CONF)
     card = json.load(open(tmp_path / "model" / "model_card.json"))
     assert card["training"]["num_proc"] == 2 and card["final"]["test_rows"] == 360
+    assert card["training"]["transport"] == "gloo"  # a GPU job keeps one rank in each Spark task
     assert card["final"]["test_accuracy"] >= 0.85, card["final"]
     assert (tmp_path / "model" / "model.keras").exists()
     assert (tmp_path / "model" / "checkpoints" / "epoch-006.weights.h5").exists()
@@ -158,3 +159,18 @@ def test_spark_submit_jobs_on_the_cluster_with_gpu_scheduling(cluster, digits_fo
     names = [a["name"] for a in cl.master_status(cluster.ui_url).get("completedapps", [])]
     for cmd in ("ingest-images", "train", "score"):
         assert f"sparkdl_pipe {cmd}" in names, names
+
+
+def test_cpu_training_on_the_cluster_goes_over_mpi(cluster, digits_folder, tmp_path):
+    """Without GPUs, ``--transport auto`` trains over MPI: mpirun starts its daemon through a Spark task
+    of the cluster, the two ranks end in sync and learn, and nothing is left running (fixture)."""
+    url = lambda p: "file://" + str(p)  # noqa: E731
+    ds, model = url(tmp_path / "ds"), url(tmp_path / "model")
+    submit(cluster, "ingest_images.py", "--input", url(digits_folder), "--output", ds, "--image-size", "8")
+    submit(cluster, "train.py", "--dataset", ds, "--output", model, "--model", "mlp", "--epochs", "6",
+           "--batch-size", "32", "--num-proc", "2")
+    card = json.load(open(tmp_path / "model" / "model_card.json"))
+    assert card["training"]["transport"] == "mpi" and card["training"]["transport_requested"] == "auto"
+    assert card["training"]["num_proc"] == 2 and card["final"]["test_rows"] == 360
+    assert card["final"]["test_accuracy"] >= 0.85, card["final"]
+    assert (tmp_path / "model" / "model.keras").exists()
