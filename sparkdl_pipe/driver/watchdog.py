@@ -4,8 +4,10 @@ How a lost rank shows up (measured on this stack, horovod 0.28.1 + Gloo on Spark
 
 * A rank *process* that dies (``kill -9``, the kernel's OOM killer, a crash): Horovod's Gloo
   launcher sees its exit status, terminates the other ranks and ``horovod.spark.run`` raises
-  ``RuntimeError(... Process name: R / Exit code: C)`` within seconds. We turn that into one line
-  naming the rank, the cause read from the exit status, and its last heartbeat.
+  ``RuntimeError(... Process name: R / Exit code: C)`` within seconds. Over MPI, mpirun does the
+  same but names the rank only in what it prints (``process rank R ... exited on signal N``), so its
+  stderr is kept (the last 64 KiB) and read too. We turn that into one line naming the rank, the
+  cause read from the exit status, and its last heartbeat.
 * A rank that is alive but stuck (stopped, swapping to death, its host unreachable, a collective
   waiting on a peer that vanished without closing its socket): nothing in Horovod ends this in
   bounded time except Gloo's own timeout. So every rank writes a heartbeat
@@ -13,7 +15,8 @@ How a lost rank shows up (measured on this stack, horovod 0.28.1 + Gloo on Spark
   written one, or not finished a batch, for ``rank_timeout`` seconds: it cancels the Spark job
   (which ends the tasks hosting the ranks), stops the rank processes it can see on this host by
   their PIDs, and raises :class:`TrainingError`. ``HOROVOD_GLOO_TIMEOUT_SECONDS`` is set to that
-  bound plus 30 s, as a backstop for collectives waiting on a lost peer.
+  bound plus 30 s, as a backstop for collectives waiting on a lost peer (Gloo only; over MPI, the
+  watchdog's SIGKILL of a stuck rank makes mpirun end the others).
 
 Runs on: driver.
 """
