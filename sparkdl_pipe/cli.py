@@ -11,7 +11,7 @@ import logging
 import sys
 import textwrap
 
-from sparkdl_pipe.config import SCORE_INPUT_FORMATS
+from sparkdl_pipe.config import SCORE_INPUT_FORMATS, TRANSPORTS
 from sparkdl_pipe.errors import SparkdlPipeError, UserInputError
 
 EPILOG_INGEST = """\
@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="default: train rows / (batch size x ranks), the same on every rank")
     p.add_argument("--threads-per-rank", type=int, default=None)
-    p.add_argument("--transport", choices=("auto", "gloo", "mpi"), default="auto",
+    p.add_argument("--transport", choices=list(TRANSPORTS), default="auto",
                    help="how the ranks exchange gradients: mpi (shared memory between the ranks of a host; "
                         "needs Open MPI, installed by make install), gloo (TCP), or auto (default): mpi "
                         "when Open MPI is installed and no GPU is requested, else gloo")

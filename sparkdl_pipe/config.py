@@ -108,6 +108,10 @@ class IngestTextConfig:
         return asdict(self)
 
 
+#: How Horovod's ranks exchange gradients (sparkdl_pipe.driver.transport).
+TRANSPORTS = ("auto", "gloo", "mpi")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Horovod-on-Spark training of a registered (or user) model on an ingested dataset."""
@@ -135,8 +139,8 @@ class TrainConfig:
     transport: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.transport not in ("auto", "gloo", "mpi"):
-            raise UserInputError("--transport", "auto, gloo or mpi", self.transport)
+        if self.transport not in TRANSPORTS:
+            raise UserInputError("--transport", " or ".join(TRANSPORTS), self.transport)
         if self.cache_mb < 0:
             raise UserInputError("--cache-mb", "0 (stream every epoch) or a budget in MiB", self.cache_mb)
         if not 5 <= self.rank_timeout <= 86400:

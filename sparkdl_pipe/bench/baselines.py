@@ -36,13 +36,19 @@ def run_baselines_together(n: int, kind: str, **params) -> list[dict]:
     procs = [subprocess.Popen([sys.executable, "-m", "sparkdl_pipe.bench.baselines", args],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(n)]
     results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=3600)
-        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-        if proc.returncode != 0 or not lines:
-            tail = "\n".join(err.strip().splitlines()[-15:])
-            raise SparkdlPipeError(f"benchmark baseline {kind!r} failed (exit {proc.returncode}):\n{tail}")
-        results.append(json.loads(lines[-1]))
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=3600)
+            lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                tail = "\n".join(err.strip().splitlines()[-15:])
+                raise SparkdlPipeError(f"benchmark baseline {kind!r} failed (exit {proc.returncode}):\n{tail}")
+            results.append(json.loads(lines[-1]))
+    finally:
+        for proc in procs:  # a failed or timed-out copy leaves none of its siblings running
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return results
 
 

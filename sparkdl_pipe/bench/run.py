@@ -227,8 +227,9 @@ def run_benchmark(spark, cfg: BenchConfig, workdir: str, size: str = "custom") -
     alone = run_baselines_together(cfg.num_proc, "train_in_memory", data=npz, threads=1, **common)
     alone_rate = sum(a["per_s"] for a in alone)
     train_mem = 0.0
-    for cache_mb, transport, how in ((0, "auto", "streamed"), (TrainConfig.cache_mb, "auto", "cached, default"),
-                                     (TrainConfig.cache_mb, "gloo", "cached")):
+    for cache_mb, transport, how, default in ((0, "auto", "streamed", False),
+                                              (TrainConfig.cache_mb, "auto", "cached, default", True),
+                                              (TrainConfig.cache_mb, "gloo", "cached", False)):
         # Each job is paired with a 1-thread run just before it: the rates of these shared machines
         # drift by tens of percent within minutes, the ratio of neighbours much less.
         solo = run_baseline("train_in_memory", data=npz, threads=1, **common)
@@ -240,7 +241,6 @@ def run_benchmark(spark, cfg: BenchConfig, workdir: str, size: str = "custom") -
         train_mem = max(train_mem, tm.peak_process_mb)
         hvd_rate = _steady_rate(tr.history)
         what = f"training job, {cfg.num_proc} ranks x 1 thread, {tr.transport}, input {how}"
-        default = how.endswith("default")
         res.rows.append(BenchRow("3. Horovod", what, hvd_rate, solo["per_s"], "1 process, 1 thread, in-memory, "
                                  "run just before", 1.7 if default else None, "samples/s"))
         if default:

@@ -17,9 +17,8 @@ import os
 import shutil
 import sys
 
+from sparkdl_pipe.config import TRANSPORTS
 from sparkdl_pipe.errors import UserInputError
-
-TRANSPORTS = ("auto", "gloo", "mpi")
 
 
 def mpi_bin_dir() -> str | None:
@@ -31,28 +30,29 @@ def mpi_bin_dir() -> str | None:
     return None
 
 
+def _required_mpi_bin_dir() -> str:
+    d = mpi_bin_dir()
+    if d is None:
+        raise UserInputError("--transport mpi", "Open MPI's mpirun and orted in the venv or on PATH",
+                             "neither was found", fix="run `make install`, or use --transport gloo")
+    return d
+
+
 def resolve_transport(requested: str, gpus_per_task: float = 0.0) -> str:
     """``gloo`` or ``mpi`` for a requested transport; ``mpi`` without Open MPI is a user error."""
     if requested not in TRANSPORTS:
         raise UserInputError("--transport", " or ".join(TRANSPORTS), requested)
-    if requested == "gloo":
-        return "gloo"
-    have_mpi = mpi_bin_dir() is not None
     if requested == "mpi":
-        if not have_mpi:
-            raise UserInputError("--transport mpi", "Open MPI's mpirun and orted in the venv or on PATH",
-                                 "neither was found", fix="run `make install`, or use --transport gloo")
+        _required_mpi_bin_dir()
         return "mpi"
-    return "mpi" if have_mpi and not gpus_per_task else "gloo"
+    return "mpi" if requested == "auto" and not gpus_per_task and mpi_bin_dir() else "gloo"
 
 
 def launcher_env(transport: str, env: dict) -> dict:
     """``env`` plus what ``mpirun`` and the ranks it starts need; unchanged for ``gloo``."""
     if transport != "mpi":
         return env
-    bin_dir = mpi_bin_dir()
-    if bin_dir is None:  # resolve_transport checked this; the venv changed under us
-        raise UserInputError("--transport mpi", "Open MPI's mpirun and orted", "neither was found")
+    bin_dir = _required_mpi_bin_dir()
     prefix = os.path.dirname(bin_dir)
     return {
         **env,
