@@ -3,7 +3,22 @@
 import json
 import math
 
-from sparkdl_pipe.bench.run import SIZES, run_benchmark, save_result
+from sparkdl_pipe.bench.run import SIZES, BenchResult, BenchRow, run_benchmark, save_result
+
+
+def test_a_row_of_pairs_shows_median_rates_and_the_median_of_the_pairs_ratios():
+    # Rates drift between pairs; each pair's ratio is what is compared, and its range is shown.
+    pairs = [(700.0, 500.0), (900.0, 400.0), (400.0, 250.0)]  # ratios 1.4, 2.25, 1.6
+    row = BenchRow.from_pairs("3. Horovod", "job", pairs, "solo", 1.7)
+    assert (row.product, row.baseline) == (700.0, 400.0)  # median rates
+    assert row.ratio == 1.6  # the median pair ratio, not 700 / 400
+    assert row.ratio_text() == "1.60x (1.40-2.25, 3 pairs)"
+    assert row.to_dict()["met"] is False and row.to_dict()["pairs"] == pairs
+    single = BenchRow("4. scoring", "job", 300.0, 100.0, "udf", 10.0)
+    assert single.ratio == 3.0 and single.ratio_text() == "3.00x" and single.to_dict()["met"] is False
+    md = BenchResult({"date": "d", "cpu": "c", "cores": 2, "memory_gib": 24, "size": "s"}, {"repeats": 3},
+                     [row, single]).markdown()
+    assert "| 1.60x (1.40-2.25, 3 pairs) | ≥ 1.7x ❌ |" in md and "| 3.00x | ≥ 10x ❌ |" in md
 
 
 def test_tiny_benchmark_measures_every_stage_and_writes_json_and_markdown(spark, tmp_path):
@@ -14,6 +29,10 @@ def test_tiny_benchmark_measures_every_stage_and_writes_json_and_markdown(spark,
     for r in res.rows:
         assert r.product > 0 and r.baseline > 0 and math.isfinite(r.ratio), r
     assert sorted(r.goal for r in res.rows if r.goal is not None) == [0.6, 0.7, 0.9, 0.9, 1.7, 10.0]
+    # Every goal against a baseline run beside it was measured as cfg.repeats side-by-side pairs.
+    for r in res.rows:
+        if r.goal is not None and r.goal != 10.0:
+            assert len(r.pairs) == cfg.repeats, r
     # Growth: three sizes each, and the scoring job saw exactly the train split of each dataset.
     g = res.details["growth"]
     assert g["ingest"]["rows"] == [cfg.rows, cfg.rows * 2, cfg.rows * 4]

