@@ -16,6 +16,9 @@ def test_a_row_of_pairs_shows_median_rates_and_the_median_of_the_pairs_ratios():
     assert row.to_dict()["met"] is False and row.to_dict()["pairs"] == pairs
     single = BenchRow("4. scoring", "job", 300.0, 100.0, "udf", 10.0)
     assert single.ratio == 3.0 and single.ratio_text() == "3.00x" and single.to_dict()["met"] is False
+    # A ratio just under its goal never shows as the goal itself.
+    assert BenchRow("3. Horovod", "job", 1.6979, 1.0, "solo", 1.7).ratio_text() == "1.69x"
+    assert BenchRow("x", "job", 0.29, 1.0, "b").ratio_text() == "0.29x"
     md = BenchResult({"date": "d", "cpu": "c", "cores": 2, "memory_gib": 24, "size": "s"}, {"repeats": 3},
                      [row, single]).markdown()
     assert "| 1.60x (1.40-2.25, 3 pairs) | ≥ 1.7x ❌ |" in md and "| 3.00x | ≥ 10x ❌ |" in md

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import time
@@ -62,6 +63,11 @@ SIZES = {
 }
 
 
+def _times(ratio: float) -> str:
+    """A ratio cut to two decimals, with an x: ``1.69x`` for 1.6979."""
+    return f"{math.floor(ratio * 100 + 1e-9) / 100:.2f}x" if math.isfinite(ratio) else "n/a"
+
+
 @dataclass
 class BenchRow:
     stage: str
@@ -88,11 +94,14 @@ class BenchRow:
         return self.product / self.baseline if self.baseline else float("nan")
 
     def ratio_text(self) -> str:
-        """``1.74x``, and for several pairs their range: ``1.74x (1.62-1.80, 3 pairs)``."""
+        """``1.74x``, and for several pairs their range: ``1.74x (1.62-1.80, 3 pairs)``.
+
+        Cut, not rounded, to two decimals: 1.698 shows as 1.69x, not as a 1.70x that misses 1.7.
+        """
         if len(self.pairs) < 2:
-            return f"{self.ratio:.2f}x"
+            return _times(self.ratio)
         each = [p / b for p, b in self.pairs if b]
-        return f"{self.ratio:.2f}x ({min(each):.2f}-{max(each):.2f}, {len(self.pairs)} pairs)"
+        return f"{_times(self.ratio)} ({_times(min(each))[:-1]}-{_times(max(each))[:-1]}, {len(self.pairs)} pairs)"
 
     def to_dict(self) -> dict:
         d = asdict(self)
