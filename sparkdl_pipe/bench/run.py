@@ -63,9 +63,9 @@ SIZES = {
 }
 
 
-def _times(ratio: float) -> str:
-    """A ratio cut to two decimals, with an x: ``1.69x`` for 1.6979."""
-    return f"{math.floor(ratio * 100 + 1e-9) / 100:.2f}x" if math.isfinite(ratio) else "n/a"
+def _cut(ratio: float) -> str:
+    """A ratio cut (not rounded) to two decimals: ``1.69`` for 1.6979."""
+    return f"{math.floor(ratio * 100 + 1e-9) / 100:.2f}" if math.isfinite(ratio) else "n/a"
 
 
 @dataclass
@@ -99,9 +99,9 @@ class BenchRow:
         Cut, not rounded, to two decimals: 1.698 shows as 1.69x, not as a 1.70x that misses 1.7.
         """
         if len(self.pairs) < 2:
-            return _times(self.ratio)
+            return f"{_cut(self.ratio)}x"
         each = [p / b for p, b in self.pairs if b]
-        return f"{_times(self.ratio)} ({_times(min(each))[:-1]}-{_times(max(each))[:-1]}, {len(self.pairs)} pairs)"
+        return f"{_cut(self.ratio)}x ({_cut(min(each))}-{_cut(max(each))}, {len(self.pairs)} pairs)"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -126,8 +126,8 @@ class BenchResult:
         m = self.machine
         lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB, no GPU), "
                  f"size `{m['size']}`, {self.seconds:.0f} s in all. A row with a goal is measured as "
-                 f"{self.config.get('repeats', 1)} side-by-side pairs (product, then baseline): its rates are "
-                 "the medians, its ratio the median of the pairs' ratios, with their range.", "",
+                 f"{self.config.get('repeats', 1)} pairs, the product and its baseline run back to back: its "
+                 "rates are the medians, its ratio the median of the pairs' ratios, with their range.", "",
                  "| stage | product | baseline (same run) | product rate | baseline rate | ratio | goal |",
                  "|---|---|---|---:|---:|---:|---|"]
         for r in self.rows:
