@@ -15,6 +15,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -166,6 +167,21 @@ def machine_info(size: str) -> dict:
             "python": platform.python_version(), "size": size, "versions": versions()}
 
 
+def side_by_side(repeats: int, product: Callable[[], float], baseline: Callable[[], float],
+                 baseline_first: bool = False) -> list[tuple[float, float]]:
+    """``repeats`` (product, baseline) rate pairs, the two measured back to back each time."""
+    pairs = []
+    for _ in range(repeats):
+        if baseline_first:
+            b = baseline()
+            p = product()
+        else:
+            p = product()
+            b = baseline()
+        pairs.append((p, b))
+    return pairs
+
+
 def _steady_rate(history: list[dict]) -> float:
     rates = [h["samples_per_s"] for h in history[1:]] or [h["samples_per_s"] for h in history]
     return float(np.median(rates))
@@ -212,12 +228,11 @@ def run_benchmark(spark, cfg: BenchConfig, workdir: str, size: str = "custom") -
         bdata.read_all(d)
     run_ingest_images(spark, IngestImagesConfig(png_dirs[1], os.path.join(workdir, "out", "warm-up"), png_spec,
                                                 overwrite=True))
-    jpeg_pairs = []
-    for _ in range(cfg.repeats):
-        r = run_ingest_images(spark, IngestImagesConfig(jpg_dir, os.path.join(workdir, "out", "ds-jpeg"),
-                                                        jpg_spec, overwrite=True))
-        decj = run_baseline("decode_only", root=jpg_dir, spec=jpg_spec.to_dict(), processes=cores)
-        jpeg_pairs.append((cfg.jpegs / r.seconds, decj["per_s"]))
+    jpeg_pairs = side_by_side(
+        cfg.repeats,
+        lambda: cfg.jpegs / run_ingest_images(spark, IngestImagesConfig(
+            jpg_dir, os.path.join(workdir, "out", "ds-jpeg"), jpg_spec, overwrite=True)).seconds,
+        lambda: run_baseline("decode_only", root=jpg_dir, spec=jpg_spec.to_dict(), processes=cores)["per_s"])
     res.rows.append(BenchRow.from_pairs("1. ingest", f"ingest job, {cfg.jpegs:,} {cfg.jpeg_size}px JPEGs -> "
                                         f"{cfg.jpeg_target}px", jpeg_pairs, f"read+decode+resize only, {cores} "
                                         "processes", 0.6, "images/s"))
@@ -252,17 +267,16 @@ def run_benchmark(spark, cfg: BenchConfig, workdir: str, size: str = "custom") -
     res.rows.append(BenchRow("2. input", "Petastorm -> tf.data, no model, 1 rank", rd["per_s"], mem1["per_s"],
                              "CNN training step rate it must feed (1 thread)", None, "samples/s"))
     for cached, how in ((False, "streamed every epoch"), (True, "shard cached after 1st read (default)")):
-        pairs = []
-        for i in range(cfg.repeats):
-            mem = mem1 if (i, cached) == (0, False) else run_baseline("train_in_memory", data=npz, threads=1,
-                                                                       **common)
-            pet = run_baseline("train_petastorm", url=train_url, shape=list(png_spec.shape), cached=cached,
-                               num_classes=len(info.labels), threads=1, buffer=4096, **common)
-            pairs.append((pet["per_s"], mem["per_s"]))
+        def petastorm_rate(cached: bool = cached) -> float:
+            return run_baseline("train_petastorm", url=train_url, shape=list(png_spec.shape), cached=cached,
+                                num_classes=len(info.labels), threads=1, buffer=4096, **common)["per_s"]
+
+        pairs = side_by_side(cfg.repeats, petastorm_rate, lambda: run_baseline(
+            "train_in_memory", data=npz, threads=1, **common)["per_s"], baseline_first=True)
         res.rows.append(BenchRow.from_pairs("2. input", f"CNN training, 1 thread, Petastorm {how}", pairs,
                                             "same model fed from in-memory arrays, run just before", 0.9,
                                             "samples/s"))
-        res.details.setdefault("input", {})["cached" if cached else "streamed"] = {**pet, "pairs": pairs}
+        res.details.setdefault("input", {})["cached" if cached else "streamed"] = {"pairs": pairs}
 
     # 3. Horovod scaling: the product's training job with num_proc ranks, one thread each, over the
     # default transport (auto: MPI here) and over Gloo; and num_proc independent 1-thread processes,
@@ -320,16 +334,13 @@ def run_benchmark(spark, cfg: BenchConfig, workdir: str, size: str = "custom") -
         score_s.append(s.seconds)
         score_rows.append(s.input_rows)
         score_mem.append(peak)
-    score_pairs = []
-    for i in range(cfg.repeats):  # the first pair's job is the 4x growth run above
-        if i == 0:
-            s_rate = score_rows[-1] / score_s[-1]
-        else:
-            again = score(4, "scores-4x-again")[0]
-            s_rate = again.input_rows / again.seconds
-        predn = run_baseline("predict_in_memory", model_path=model.model_path, data=npz, threads=cores,
-                             batch_size=1024)
-        score_pairs.append((s_rate, predn["per_s"]))
+
+    def scoring_rate() -> float:
+        again = score(4, "scores-4x-again")[0]
+        return again.input_rows / again.seconds
+
+    score_pairs = side_by_side(cfg.repeats, scoring_rate, lambda: run_baseline(
+        "predict_in_memory", model_path=model.model_path, data=npz, threads=cores, batch_size=1024)["per_s"])
     pred1 = run_baseline("predict_in_memory", model_path=model.model_path, data=npz, threads=1, batch_size=1024)
     srow = BenchRow.from_pairs("4. scoring", f"scoring job, {score_rows[-1]:,} stored rows", score_pairs,
                                f"model.predict in memory, 1 process, {cores} threads, run just after", 0.7)
@@ -341,7 +352,7 @@ def run_benchmark(spark, cfg: BenchConfig, workdir: str, size: str = "custom") -
                                               png_spec.shape, udf_rows)
     res.rows.append(BenchRow("4. scoring", f"scoring job, {score_rows[-1]:,} stored rows", score_rate,
                              n_udf / udf_secs, f"row-at-a-time Spark UDF ({n_udf:,} rows)", 10.0))
-    res.details["scoring"] = {"predict_1_thread": pred1, "predict_n_threads": predn, "pairs": score_pairs,
+    res.details["scoring"] = {"predict_1_thread": pred1, "pairs": score_pairs,
                               "row_udf": {"rows": n_udf, "seconds": udf_secs}}
 
     # 5. Memory and 6. growth.
