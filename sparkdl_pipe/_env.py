@@ -19,6 +19,22 @@ EXECUTOR_ENV: dict[str, str] = {
 }
 
 
+#: glibc malloc settings for the processes that run TensorFlow steps (Horovod ranks, Spark's Python
+#: workers), given to them when they start (the driver itself is left as the user started it). With
+#: glibc's defaults, a ``tf.data`` pipeline holding a Python generator (the streamed Petastorm input)
+#: made TensorFlow's compute thread map, fault in and unmap its 0.8-1.6 MB tensors on every step:
+#: 40% of that thread's time in the kernel and half the training rate on the AMD machine
+#: (benchmarks/NOTES.md, change 22). No ``mmap`` for large blocks, and free memory kept up to
+#: 128 MiB per arena, keep those blocks in the process. A ``GLIBC_TUNABLES`` of the user's wins.
+WORKER_MALLOC_TUNABLES = ("glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=134217728:"
+                          "glibc.malloc.top_pad=16777216")
+
+
+def worker_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` plus :data:`WORKER_MALLOC_TUNABLES` as ``GLIBC_TUNABLES``, unless ``env`` sets that."""
+    return {"GLIBC_TUNABLES": WORKER_MALLOC_TUNABLES, **env}
+
+
 def configure_process_env() -> None:
     """Set the required variables in this process (before TensorFlow is imported). Idempotent."""
     for key, value in EXECUTOR_ENV.items():

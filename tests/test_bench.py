@@ -22,6 +22,11 @@ def test_a_row_of_pairs_shows_median_rates_and_the_median_of_the_pairs_ratios():
     md = BenchResult({"date": "d", "cpu": "c", "cores": 2, "memory_gib": 24, "size": "s"}, {"repeats": 3},
                      [row, single]).markdown()
     assert "| 1.60x (1.40-2.25, 3 pairs) | ≥ 1.7x ❌ |" in md and "| 3.00x | ≥ 10x ❌ |" in md
+    # A goal the machine itself cannot reach says so: the ceiling measured beside it is shown.
+    row.ceiling = 1.6649
+    assert row.to_dict()["goal_within_ceiling"] is False
+    assert "| ≥ 1.7x ❌ (limit here 1.66x) |" in BenchResult(
+        {"date": "d", "cpu": "c", "cores": 2, "memory_gib": 24, "size": "s"}, {"repeats": 3}, [row]).markdown()
 
 
 def test_tiny_benchmark_measures_every_stage_and_writes_json_and_markdown(spark, tmp_path):
@@ -48,7 +53,12 @@ def test_tiny_benchmark_measures_every_stage_and_writes_json_and_markdown(spark,
                        "in_memory_n_threads", "independent_1_thread"}
     for k in ("mpi, streamed", "mpi, cached, default", "gloo, cached"):
         assert len(tr[k]["history"]) == cfg.epochs and tr[k]["paired_1_thread"]["per_s"] > 0  # its own baseline
-    assert len(tr["independent_1_thread"]) == cfg.num_proc
+    assert [len(a) for a in tr["independent_1_thread"]] == [cfg.num_proc] * cfg.repeats
+    assert len(tr["ceiling_pairs"]) == cfg.repeats
+    # The goal row carries that ceiling (n processes together over one), shown beside its goal.
+    hvd_row = next(r for r in res.rows if r.goal == 1.7)
+    assert hvd_row.ceiling == next(r for r in res.rows if r.measure.startswith("limit:")).ratio > 0
+    assert "(limit here " in res.markdown()
     assert res.details["memory"]["training rank"] > 50  # MiB: the ranks were seen by the sampler
     assert res.details["scoring"]["row_udf"]["rows"] == cfg.udf_rows
 

@@ -21,19 +21,23 @@ import numpy as np
 from sparkdl_pipe.errors import SparkdlPipeError
 
 
-def run_baseline(kind: str, **params) -> dict:
-    """Run one baseline in a child process and return its JSON result (driver)."""
-    return run_baselines_together(1, kind, **params)[0]
+def run_baseline(kind: str, *, env: dict | None = None, **params) -> dict:
+    """Run one baseline in a child process and return its JSON result (driver).
+
+    ``env``: the child's environment (default: the driver's). The lines that measure the product's own
+    input pipeline pass the environment its workers get (:func:`sparkdl_pipe._env.worker_env`).
+    """
+    return run_baselines_together(1, kind, env=env, **params)[0]
 
 
-def run_baselines_together(n: int, kind: str, **params) -> list[dict]:
+def run_baselines_together(n: int, kind: str, *, env: dict | None = None, **params) -> list[dict]:
     """Run ``n`` copies of one baseline at the same time, each in its own process (driver).
 
     ``n`` independent one-thread trainings are what ``n`` ranks could do if exchanging gradients
     cost nothing: the cores' own ceiling for data parallelism.
     """
     args = json.dumps({"kind": kind, **params})
-    procs = [subprocess.Popen([sys.executable, "-m", "sparkdl_pipe.bench.baselines", args],
+    procs = [subprocess.Popen([sys.executable, "-m", "sparkdl_pipe.bench.baselines", args], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(n)]
     results = []
     try:

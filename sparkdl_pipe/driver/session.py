@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from sparkdl_pipe._env import EXECUTOR_ENV
+from sparkdl_pipe._env import EXECUTOR_ENV, worker_env
 from sparkdl_pipe.errors import SparkSetupError
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 def make_spark_session(master: str | None = None, app_name: str = "sparkdl_pipe", conf: dict | None = None):
     """The active SparkSession, or a new one (``local[*]`` unless ``master`` or spark-submit says).
 
-    Executors get :data:`sparkdl_pipe._env.EXECUTOR_ENV` through ``spark.executorEnv.*``. Under
+    Executors get :data:`sparkdl_pipe._env.EXECUTOR_ENV` and the workers' malloc settings
+    (:func:`sparkdl_pipe._env.worker_env`) through ``spark.executorEnv.*``. Under
     spark-submit the session it built is returned (its settings win).
     """
     from pyspark.sql import SparkSession
@@ -43,7 +44,8 @@ def make_spark_session(master: str | None = None, app_name: str = "sparkdl_pipe"
         # PySpark's daemon, minus the per-task re-reading of every zip on the path (executor/pydaemon.py)
         "spark.python.daemon.module": "sparkdl_pipe.executor.pydaemon",
     }
-    for k, v in EXECUTOR_ENV.items():
+    mine = {k: os.environ[k] for k in ("GLIBC_TUNABLES",) if k in os.environ}  # a user's malloc settings win
+    for k, v in worker_env({**mine, **EXECUTOR_ENV}).items():
         defaults[f"spark.executorEnv.{k}"] = v
     for k, v in {**defaults, **(conf or {})}.items():
         b = b.config(k, v)

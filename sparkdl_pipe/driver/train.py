@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from sparkdl_pipe import model_card as mc
 from sparkdl_pipe import storage
-from sparkdl_pipe._env import EXECUTOR_ENV
+from sparkdl_pipe._env import EXECUTOR_ENV, worker_env
 from sparkdl_pipe.config import TrainConfig
 from sparkdl_pipe.driver.progress import ProgressServer
 from sparkdl_pipe.driver.report import write_run_report
@@ -142,7 +142,7 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     log.info("training %s (%s) on %d ranks x %d steps/epoch (every rank the same), %d thread(s) each, "
              "over %s; input %s", model_name, builder.__name__, num_proc, steps, threads, transport,
              f"cached in memory (~{shard_mb:.0f} MiB per rank)" if cache_shard else "streamed from Petastorm")
-    env = launcher_env(transport, {**os.environ, **EXECUTOR_ENV})
+    env = launcher_env(transport, worker_env({**os.environ, **EXECUTOR_ENV}))
     from sparkdl_pipe.executor.train_worker import train_rank
 
     with storage.staged_output(out, cfg.overwrite, staging=staging):
