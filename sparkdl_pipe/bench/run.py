@@ -271,15 +271,16 @@ def run_benchmark(spark, cfg: BenchConfig, workdir: str, size: str = "custom") -
 
     # 2. Input pipeline.
     product_env = worker_env(dict(os.environ))  # what the product's ranks and workers start with
-    rd = run_baseline("read_petastorm", env=product_env, url=train_url, shape=list(png_spec.shape), batch_size=cfg.batch_size,
-                      steps=cfg.steps * 2, buffer=4096)
+    rd = run_baseline("read_petastorm", env=product_env, url=train_url, shape=list(png_spec.shape),
+                      batch_size=cfg.batch_size, steps=cfg.steps * 2, buffer=4096)
     mem1 = run_baseline("train_in_memory", data=npz, threads=1, **common)
     res.rows.append(BenchRow("2. input", "Petastorm -> tf.data, no model, 1 rank", rd["per_s"], mem1["per_s"],
                              "CNN training step rate it must feed (1 thread)", None, "samples/s"))
     for cached, how in ((False, "streamed every epoch"), (True, "shard cached after 1st read (default)")):
         def petastorm_rate(cached: bool = cached) -> float:
-            return run_baseline("train_petastorm", env=product_env, url=train_url, shape=list(png_spec.shape), cached=cached,
-                                num_classes=len(info.labels), threads=1, buffer=4096, **common)["per_s"]
+            return run_baseline("train_petastorm", env=product_env, url=train_url, shape=list(png_spec.shape),
+                                cached=cached, num_classes=len(info.labels), threads=1, buffer=4096,
+                                **common)["per_s"]
 
         pairs = side_by_side(cfg.repeats, petastorm_rate, lambda: run_baseline(
             "train_in_memory", data=npz, threads=1, **common)["per_s"], baseline_first=True)
@@ -295,7 +296,7 @@ def run_benchmark(spark, cfg: BenchConfig, workdir: str, size: str = "custom") -
     mem2 = run_baseline("train_in_memory", data=npz, threads=cores, **common)
     train_mem = 0.0
     ceiling: list[tuple[float, float]] = []  # (num_proc independent 1-thread processes, 1 thread)
-    of_ceiling: list[tuple[float, float]] = []  # (the default job, its ceiling measure)
+    together: list[list[dict]] = []  # each of those runs, one result per process
     for cache_mb, transport, how, default in ((0, "auto", "streamed", False),
                                               (TrainConfig.cache_mb, "auto", "cached, default", True),
                                               (TrainConfig.cache_mb, "gloo", "cached", False)):
@@ -315,10 +316,8 @@ def run_benchmark(spark, cfg: BenchConfig, workdir: str, size: str = "custom") -
             train_mem = max(train_mem, tm.peak_process_mb)
             pairs.append((_steady_rate(tr.history), solo["per_s"]))
             if default:
-                alone_rate = sum(a["per_s"] for a in alone)
-                ceiling.append((alone_rate, solo["per_s"]))
-                of_ceiling.append((pairs[-1][0], alone_rate))
-                res.details.setdefault("training", {}).setdefault("independent_1_thread", []).append(alone)
+                together.append(alone)
+                ceiling.append((sum(a["per_s"] for a in alone), solo["per_s"]))
         row = BenchRow.from_pairs("3. Horovod", f"training job, {cfg.num_proc} ranks x 1 thread, {tr.transport}, "
                                   f"input {how}", pairs, "1 process, 1 thread, in-memory, run just before",
                                   1.7 if default else None, "samples/s")
@@ -330,13 +329,14 @@ def run_benchmark(spark, cfg: BenchConfig, workdir: str, size: str = "custom") -
                                       None, "samples/s")
             row.ceiling = lim.ratio
             res.rows.append(lim)
+            of_ceiling = [(job, lim_rate) for (job, _), (lim_rate, _) in zip(pairs, ceiling, strict=True)]
             res.rows.append(BenchRow.from_pairs("3. Horovod", what, of_ceiling, "that limit, measured beside it",
                                                 None, "samples/s"))
             res.rows.append(BenchRow("3. Horovod", what, hvd_rate, mem2["per_s"], f"1 process, {cores} threads, "
                                      "in-memory", None, "samples/s"))
         res.details.setdefault("training", {})[f"{tr.transport}, {how}"] = {
             "history": tr.history, "test_accuracy": tr.test_accuracy, "paired_1_thread": solo, "pairs": pairs}
-    res.details["training"]["ceiling_pairs"] = ceiling
+    res.details["training"].update({"independent_1_thread": together, "ceiling_pairs": ceiling})
     res.details["training"].update({"in_memory_1_thread": mem1, "in_memory_n_threads": mem2})
 
     # 4. Scoring: the product's job over preprocessed splits at 1x, 2x, 4x vs model.predict and a row UDF.

@@ -44,8 +44,8 @@ def make_spark_session(master: str | None = None, app_name: str = "sparkdl_pipe"
         # PySpark's daemon, minus the per-task re-reading of every zip on the path (executor/pydaemon.py)
         "spark.python.daemon.module": "sparkdl_pipe.executor.pydaemon",
     }
-    mine = {k: os.environ[k] for k in ("GLIBC_TUNABLES",) if k in os.environ}  # a user's malloc settings win
-    for k, v in worker_env({**mine, **EXECUTOR_ENV}).items():
+    users = {"GLIBC_TUNABLES": os.environ["GLIBC_TUNABLES"]} if "GLIBC_TUNABLES" in os.environ else {}
+    for k, v in worker_env({**EXECUTOR_ENV, **users}).items():  # a user's malloc settings win
         defaults[f"spark.executorEnv.{k}"] = v
     for k, v in {**defaults, **(conf or {})}.items():
         b = b.config(k, v)
