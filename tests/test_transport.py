@@ -8,7 +8,14 @@ import pytest
 
 from sparkdl_pipe.config import TrainConfig
 from sparkdl_pipe.driver.train import run_training
-from sparkdl_pipe.driver.transport import MPI_CYCLE_TIME_MS, launcher_env, mpi_bin_dir, resolve_transport
+from sparkdl_pipe.driver.transport import (
+    MPI_CYCLE_TIME_MS,
+    WAKE_CYCLE_TIME_MS,
+    horovod_wakes_on_enqueue,
+    launcher_env,
+    mpi_bin_dir,
+    resolve_transport,
+)
 from sparkdl_pipe.errors import UserInputError
 from tests.conftest import TRAINED_DIGITS
 
@@ -25,8 +32,12 @@ def test_auto_picks_mpi_on_cpu_and_gloo_for_gpus():
     env = launcher_env("mpi", {"PATH": "/usr/bin"})
     assert env["PATH"].split(os.pathsep)[0] == mpi_bin_dir() and env["OMPI_MCA_mpi_yield_when_idle"] == "1"
     assert os.path.isfile(env["OMPI_MCA_orte_launch_agent"])
-    assert env["HOROVOD_CYCLE_TIME"] == MPI_CYCLE_TIME_MS
+    # make install builds Horovod with scripts/horovod-wake.patch: its loop wakes on each enqueue
+    assert horovod_wakes_on_enqueue()
+    assert env["SPARKDL_HOROVOD_WAKE"] == "1" and env["HOROVOD_CYCLE_TIME"] == WAKE_CYCLE_TIME_MS
     assert launcher_env("mpi", {"PATH": "/usr/bin", "HOROVOD_CYCLE_TIME": "1"})["HOROVOD_CYCLE_TIME"] == "1"
+    off = launcher_env("mpi", {"PATH": "/usr/bin", "SPARKDL_HOROVOD_WAKE": "0"})
+    assert off["SPARKDL_HOROVOD_WAKE"] == "0" and off["HOROVOD_CYCLE_TIME"] == MPI_CYCLE_TIME_MS
     assert launcher_env("gloo", {"PATH": "/usr/bin"}) == {"PATH": "/usr/bin"}
 
 
@@ -51,3 +62,8 @@ def test_gloo_trains_like_mpi(spark, digits_ds, trained, tmp_path):
     with open(os.path.join(out, "model_card.json")) as f:
         card = json.load(f)
     assert card["training"]["transport"] == "gloo" and card["training"]["transport_requested"] == "gloo"
+    assert card["training"]["horovod_loop"] == {"wake_on_enqueue": False, "cycle_time_ms": None}
+    # the session's MPI model: its ranks cycled when a gradient was enqueued, with a 1 s heartbeat
+    with open(os.path.join(trained[0], "model_card.json")) as f:
+        mpi_card = json.load(f)
+    assert mpi_card["training"]["horovod_loop"] == {"wake_on_enqueue": True, "cycle_time_ms": 1000.0}

@@ -8,11 +8,22 @@
 - ``auto`` (default): ``mpi`` when Open MPI is installed and the job asks for no GPUs, else ``gloo``.
   GPU jobs keep one rank per Spark task, so each rank sees the GPU Spark assigned to its task.
 
+MPI jobs on the product's Horovod build (``scripts/horovod-wake.patch``, applied by ``make install``)
+set ``SPARKDL_HOROVOD_WAKE=1``: Horovod's background loop starts its next cycle as soon as a
+gradient is enqueued, instead of sleeping out ``HOROVOD_CYCLE_TIME``, and polls every 300 us while
+its gradients wait for the other ranks; the cycle time is then only an idle heartbeat (1 s). Each
+step's last gradients no longer wait for the next cycle, and the ranks' loops no longer tick out of
+step with each other (benchmarks/NOTES.md, change 25). On any other Horovod build, MPI jobs keep a
+3.5 ms cycle.
+
 Runs on: driver.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import mmap
 import os
 import shutil
 import sys
@@ -22,6 +33,26 @@ from sparkdl_pipe.errors import UserInputError
 
 #: Horovod's cycle time (ms) for MPI jobs, unless the environment sets HOROVOD_CYCLE_TIME.
 MPI_CYCLE_TIME_MS = "3.5"
+#: The same when the loop wakes on each enqueue: a heartbeat for an idle loop, not a latency.
+WAKE_CYCLE_TIME_MS = "1000"
+#: The environment variable the product's Horovod build reads; its name is compiled into the library.
+WAKE_ENV = "SPARKDL_HOROVOD_WAKE"
+
+
+@functools.lru_cache(maxsize=1)
+def horovod_wakes_on_enqueue() -> bool:
+    """Whether the installed Horovod is the product's build (scripts/horovod-wake.patch)."""
+    spec = importlib.util.find_spec("horovod")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    tf_dir = os.path.join(list(spec.submodule_search_locations)[0], "tensorflow")
+    libs = [f for f in os.listdir(tf_dir) if f.startswith("mpi_lib") and f.endswith(".so")] \
+        if os.path.isdir(tf_dir) else []
+    for name in libs:
+        with open(os.path.join(tf_dir, name), "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            if m.find(WAKE_ENV.encode()) >= 0:
+                return True
+    return False
 
 
 def mpi_bin_dir() -> str | None:
@@ -57,6 +88,7 @@ def launcher_env(transport: str, env: dict) -> dict:
         return env
     bin_dir = _required_mpi_bin_dir()
     prefix = os.path.dirname(bin_dir)
+    wake = env.get(WAKE_ENV, "1") if horovod_wakes_on_enqueue() else "0"
     return {
         **env,
         "PATH": bin_dir + os.pathsep + env.get("PATH", ""),
@@ -69,7 +101,9 @@ def launcher_env(transport: str, env: dict) -> dict:
         # the cores they compute on.
         "OMPI_MCA_mpi_yield_when_idle": "1",
         # Horovod's ranks agree on what to reduce once per cycle, a collective each time, which a
-        # waiting rank spends yielding on a core the other rank computes on: fewer, longer cycles
-        # (1 ms by default) cost less here (benchmarks/NOTES.md, change 19). A user's value wins.
-        "HOROVOD_CYCLE_TIME": env.get("HOROVOD_CYCLE_TIME", MPI_CYCLE_TIME_MS),
+        # waiting rank spends yielding on a core the other rank computes on. The product's build
+        # cycles when there is something to reduce (module docstring, NOTES change 25); on others,
+        # fewer, longer cycles (1 ms by default) cost less here (change 19). A user's values win.
+        WAKE_ENV: wake,
+        "HOROVOD_CYCLE_TIME": env.get("HOROVOD_CYCLE_TIME", WAKE_CYCLE_TIME_MS if wake == "1" else MPI_CYCLE_TIME_MS),
     }

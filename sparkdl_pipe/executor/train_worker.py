@@ -16,6 +16,13 @@ import time
 import numpy as np
 
 
+def horovod_loop() -> dict:
+    """How this rank's Horovod background loop cycles, from the environment its launcher gave it."""
+    cycle = os.environ.get("HOROVOD_CYCLE_TIME")
+    return {"wake_on_enqueue": os.environ.get("SPARKDL_HOROVOD_WAKE") == "1",
+            "cycle_time_ms": float(cycle) if cycle else None}
+
+
 def weights_digest(weights: list[np.ndarray]) -> str:
     """A hash of a model's weights: equal on every rank when data-parallel training is in sync."""
     h = hashlib.sha256()
@@ -212,4 +219,4 @@ def _train_rank(p: dict, local: str) -> dict:
         hb.stop()
     return {"rank": rank, "size": size, "history": cb.history, "test": test,
             "weights_digest": digest, "model_file": model_file, "steps_per_epoch": steps, "seconds": time.time() - t_start,
-            "devices": devices.with_tf_gpus().to_dict()}
+            "devices": devices.with_tf_gpus().to_dict(), "horovod_loop": horovod_loop()}
