@@ -90,7 +90,9 @@ else
     # TensorFlow >= 2.16 moved the XLA headers that this optional GPU-only file includes.
     sed -i 's/^#if TENSORFLOW_VERSION >= 2006000000/#if 0/' "$SRC/horovod/tensorflow/xla_mpi_ops.cc"
     grep -q '^#if 0' "$SRC/horovod/tensorflow/xla_mpi_ops.cc" || { say "ERROR: XLA guard not found"; exit 1; }
-    (cd "$SRC" && git apply -p1 "$WAKE_PATCH") || { say "ERROR: scripts/horovod-wake.patch does not apply to Horovod $HOROVOD_VERSION"; exit 1; }
+    # patch(1) comes with build-essential (dpkg-dev), which the Dockerfile installs; git apply otherwise.
+    if command -v patch >/dev/null 2>&1; then APPLY=(patch -s -p1 -i "$WAKE_PATCH"); else APPLY=(git apply -p1 "$WAKE_PATCH"); fi
+    (cd "$SRC" && "${APPLY[@]}") || { say "ERROR: scripts/horovod-wake.patch does not apply to Horovod $HOROVOD_VERSION"; exit 1; }
     mkdir -p "$WHEEL_DIR"
     export PATH="$VENV/bin:$PATH"
     if [ -n "$GPU_OPS" ]; then export HOROVOD_GPU_OPERATIONS="$GPU_OPS"; else unset HOROVOD_GPU_OPERATIONS; fi
