@@ -30,6 +30,12 @@ WORKER_MALLOC_TUNABLES = ("glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1
                           "glibc.malloc.top_pad=16777216")
 
 
+#: Read by the product's Horovod build (scripts/horovod-wake.patch; its name is compiled into the
+#: library): "1" makes the background loop cycle on each enqueue. Set for MPI jobs by
+#: sparkdl_pipe.driver.transport.launcher_env, reported by each rank into the model card.
+HOROVOD_WAKE_ENV = "SPARKDL_HOROVOD_WAKE"
+
+
 def worker_env(env: dict[str, str]) -> dict[str, str]:
     """``env`` plus :data:`WORKER_MALLOC_TUNABLES` as ``GLIBC_TUNABLES``, unless ``env`` sets that."""
     return {"GLIBC_TUNABLES": WORKER_MALLOC_TUNABLES, **env}

@@ -22,12 +22,14 @@ Runs on: driver.
 from __future__ import annotations
 
 import functools
+import glob
 import importlib.util
 import mmap
 import os
 import shutil
 import sys
 
+from sparkdl_pipe._env import HOROVOD_WAKE_ENV as WAKE_ENV
 from sparkdl_pipe.config import TRANSPORTS
 from sparkdl_pipe.errors import UserInputError
 
@@ -35,8 +37,6 @@ from sparkdl_pipe.errors import UserInputError
 MPI_CYCLE_TIME_MS = "3.5"
 #: The same when the loop wakes on each enqueue: a heartbeat for an idle loop, not a latency.
 WAKE_CYCLE_TIME_MS = "1000"
-#: The environment variable the product's Horovod build reads; its name is compiled into the library.
-WAKE_ENV = "SPARKDL_HOROVOD_WAKE"
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,10 +46,8 @@ def horovod_wakes_on_enqueue() -> bool:
     if spec is None or not spec.submodule_search_locations:
         return False
     tf_dir = os.path.join(list(spec.submodule_search_locations)[0], "tensorflow")
-    libs = [f for f in os.listdir(tf_dir) if f.startswith("mpi_lib") and f.endswith(".so")] \
-        if os.path.isdir(tf_dir) else []
-    for name in libs:
-        with open(os.path.join(tf_dir, name), "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+    for lib in glob.glob(os.path.join(tf_dir, "mpi_lib*.so")):
+        with open(lib, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
             if m.find(WAKE_ENV.encode()) >= 0:
                 return True
     return False

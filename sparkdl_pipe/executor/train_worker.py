@@ -18,8 +18,10 @@ import numpy as np
 
 def horovod_loop() -> dict:
     """How this rank's Horovod background loop cycles, from the environment its launcher gave it."""
+    from sparkdl_pipe._env import HOROVOD_WAKE_ENV
+
     cycle = os.environ.get("HOROVOD_CYCLE_TIME")
-    return {"wake_on_enqueue": os.environ.get("SPARKDL_HOROVOD_WAKE") == "1",
+    return {"wake_on_enqueue": os.environ.get(HOROVOD_WAKE_ENV) == "1",
             "cycle_time_ms": float(cycle) if cycle else None}
 
 
