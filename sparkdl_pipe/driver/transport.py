@@ -29,7 +29,7 @@ import os
 import shutil
 import sys
 
-from sparkdl_pipe._env import HOROVOD_WAKE_ENV as WAKE_ENV
+from sparkdl_pipe._env import HOROVOD_WAKE_ENV
 from sparkdl_pipe.config import TRANSPORTS
 from sparkdl_pipe.errors import UserInputError
 
@@ -48,7 +48,7 @@ def horovod_wakes_on_enqueue() -> bool:
     tf_dir = os.path.join(list(spec.submodule_search_locations)[0], "tensorflow")
     for lib in glob.glob(os.path.join(tf_dir, "mpi_lib*.so")):
         with open(lib, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            if m.find(WAKE_ENV.encode()) >= 0:
+            if m.find(HOROVOD_WAKE_ENV.encode()) >= 0:
                 return True
     return False
 
@@ -86,7 +86,7 @@ def launcher_env(transport: str, env: dict) -> dict:
         return env
     bin_dir = _required_mpi_bin_dir()
     prefix = os.path.dirname(bin_dir)
-    wake = env.get(WAKE_ENV, "1") if horovod_wakes_on_enqueue() else "0"
+    wake = env.get(HOROVOD_WAKE_ENV, "1") if horovod_wakes_on_enqueue() else "0"
     return {
         **env,
         "PATH": bin_dir + os.pathsep + env.get("PATH", ""),
@@ -102,6 +102,6 @@ def launcher_env(transport: str, env: dict) -> dict:
         # waiting rank spends yielding on a core the other rank computes on. The product's build
         # cycles when there is something to reduce (module docstring, NOTES change 25); on others,
         # fewer, longer cycles (1 ms by default) cost less here (change 19). A user's values win.
-        WAKE_ENV: wake,
+        HOROVOD_WAKE_ENV: wake,
         "HOROVOD_CYCLE_TIME": env.get("HOROVOD_CYCLE_TIME", WAKE_CYCLE_TIME_MS if wake == "1" else MPI_CYCLE_TIME_MS),
     }
