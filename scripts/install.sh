@@ -91,6 +91,11 @@ else
     sed -i 's/^#if TENSORFLOW_VERSION >= 2006000000/#if 0/' "$SRC/horovod/tensorflow/xla_mpi_ops.cc"
     grep -q '^#if 0' "$SRC/horovod/tensorflow/xla_mpi_ops.cc" || { say "ERROR: XLA guard not found"; exit 1; }
     # patch(1) comes with build-essential (dpkg-dev), which the Dockerfile installs; git apply otherwise.
+    if ! command -v patch >/dev/null 2>&1 && ! command -v git >/dev/null 2>&1 \
+       && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      say "neither patch nor git found: installing patch"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq patch
+    fi
     if command -v patch >/dev/null 2>&1; then APPLY=(patch -s -p1 -i "$WAKE_PATCH"); else APPLY=(git apply -p1 "$WAKE_PATCH"); fi
     (cd "$SRC" && "${APPLY[@]}") || { say "ERROR: scripts/horovod-wake.patch does not apply to Horovod $HOROVOD_VERSION"; exit 1; }
     mkdir -p "$WHEEL_DIR"
