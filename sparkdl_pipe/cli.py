@@ -143,6 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=42, help="split seed (hash of the id or path + seed)")
     p.add_argument("--row-group-mb", type=float, default=1.0, help="Parquet row group size (default 1 MB)")
+    p.add_argument("--invalid-utf8", default="reject", choices=["reject", "replace"],
+                   help="bytes that are not valid UTF-8: reject the record (undecodable_text, the default) or "
+                        "replace them with U+FFFD (counted in the manifest). Valid UTF-8 is accepted whatever "
+                        "it holds, U+FFFD included, where the product reads the bytes itself (.txt files, "
+                        "binary Parquet columns; Parquet strings are UTF-8 by definition). CSV/TSV and JSON "
+                        "Lines are decoded by Spark's reader, which replaces invalid bytes with U+FFFD before "
+                        "the product sees them: there a U+FFFD cannot be told from an invalid byte and is "
+                        "treated as one")
+    p.add_argument("--labels", default=None, metavar="A,B,...",
+                   help="accept only these labels; records with any other label are rejected (unknown_label)")
+    _reject_args(p)
     _common(p)
 
     p = sub.add_parser("train", help="Horovod-on-Spark Keras training of an ingested dataset",
@@ -253,15 +264,18 @@ def _run(args) -> int:
             print(run_ingest_images(spark, cfg).summary())
     elif args.command == "ingest-text":
         from sparkdl_pipe.config import IngestTextConfig
-        from sparkdl_pipe.driver.ingest_text import run_ingest_text
+        from sparkdl_pipe.driver.ingest import run_ingest_text
 
         xcfg = IngestTextConfig(
             input=args.input, output=args.output, input_format=args.input_format,
             text=TextSpec(max_len=args.max_len, lowercase=not args.keep_case, normalization=args.normalization,
-                          vocab_size=args.vocab_size, min_count=args.min_count),
+                          vocab_size=args.vocab_size, min_count=args.min_count, invalid_utf8=args.invalid_utf8),
             split=SplitConfig(args.val_fraction, args.test_fraction, args.seed), text_col=args.text_col,
             label_col=args.label_col, id_col=args.id_col, split_col=args.split_col,
-            row_group_mb=args.row_group_mb, overwrite=args.overwrite)
+            row_group_mb=args.row_group_mb, overwrite=args.overwrite,
+            labels=tuple(x.strip() for x in args.labels.split(",")) if args.labels is not None else None,
+            max_rejects=args.max_rejects)
+        preflight(xcfg)
         spark = _spark(args)
         with StageProgress(spark, "ingest"):
             print(run_ingest_text(spark, xcfg).summary())
@@ -290,16 +304,12 @@ def _run(args) -> int:
         spark = _spark(args)
         with StageProgress(spark, "score"):
             print(run_scoring(spark, scfg).summary())
-    elif args.command == "demo" and args.dataset == "text":
-        from sparkdl_pipe.driver.demo_text import run_text_demo
-
-        print(run_text_demo(_spark(args), args.workdir, epochs=args.epochs or 2, num_proc=args.num_proc,
-                            batch_size=args.batch_size, model=args.model or "bilstm").render())
     elif args.command == "demo":
         from sparkdl_pipe.driver.demo import run_demo
 
-        rep = run_demo(_spark(args), args.workdir, epochs=args.epochs or 8, num_proc=args.num_proc,
-                       batch_size=args.batch_size, dataset=args.dataset)
+        epochs = args.epochs or (2 if args.dataset == "text" else 8)
+        rep = run_demo(_spark(args), args.workdir, epochs=epochs, num_proc=args.num_proc,
+                       batch_size=args.batch_size, dataset=args.dataset, model=args.model)
         print(rep.render())
     elif args.command == "bench":
         from sparkdl_pipe.bench.run import SIZES, run_benchmark, save_result

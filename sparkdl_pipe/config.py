@@ -6,6 +6,7 @@ Runs on: driver. Executors receive plain values taken from these.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from sparkdl_pipe.errors import UserInputError
 from sparkdl_pipe.preprocess.spec import ImageSpec, TextSpec
@@ -44,6 +45,56 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class IngestConfig:
+    """Ingest any kind of data into Petastorm splits, rejects and a manifest: the one config the
+    pipeline (:func:`sparkdl_pipe.driver.ingest.run_ingest`) reads.
+
+    ``spec`` is the kind's frozen spec (its ``kind`` names the modality: ``image``, ``text``, or one
+    you registered). ``input_format``: ``auto``, ``folder`` or a table format. Table columns:
+    ``main_col`` holds what the kind reads from a table (an image path, a text), ``label_col`` the
+    label, ``id_col`` the record id (content tables; default a hash of the content), ``split_col``
+    an optional train/val/test split, kept.
+    """
+
+    input: str
+    output: str
+    spec: Any
+    split: SplitConfig = field(default_factory=SplitConfig)
+    input_format: str = "auto"
+    main_col: str = "path"
+    label_col: str = "label"
+    id_col: str | None = None
+    split_col: str = "split"
+    row_group_mb: float = 1.0
+    overwrite: bool = False
+    labels: tuple[str, ...] | None = None  # only these labels are accepted; others: unknown_label
+    max_rejects: int | None = None  # more rejects than this fail the job, nothing is published
+
+    def __post_init__(self) -> None:
+        _check_max_rejects(self.max_rejects)
+        if self.labels is not None and not [lab for lab in self.labels if lab.strip()]:
+            raise UserInputError("--labels", "a comma-separated list of label names", ",".join(self.labels))
+        if not self.input:
+            raise UserInputError("--input", "a folder or a table file", self.input)
+        if not self.output:
+            raise UserInputError("--output", "a dataset directory or URL", self.output)
+        if not 0.01 <= self.row_group_mb <= 1024:
+            raise UserInputError("row_group_mb", "between 0.01 and 1024", self.row_group_mb)
+
+    @property
+    def kind(self) -> str:
+        return str(self.spec.kind)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def as_ingest_config(cfg) -> IngestConfig:
+    """The generic :class:`IngestConfig` of any ingest config (``IngestImagesConfig``, ``IngestTextConfig``)."""
+    return cfg if isinstance(cfg, IngestConfig) else cfg.as_ingest_config()
+
+
+@dataclass(frozen=True)
 class IngestImagesConfig:
     """Ingest a folder of labelled images (``root/<label>/*.png``) or a manifest into Petastorm."""
 
@@ -73,6 +124,11 @@ class IngestImagesConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def as_ingest_config(self) -> IngestConfig:
+        return IngestConfig(self.input, self.output, self.image, self.split, "auto", self.manifest_path_col,
+                            self.manifest_label_col, None, self.manifest_split_col, self.row_group_mb,
+                            self.overwrite, self.labels, self.max_rejects)
+
 
 @dataclass(frozen=True)
 class IngestTextConfig:
@@ -93,8 +149,13 @@ class IngestTextConfig:
     split_col: str = "split"
     row_group_mb: float = 1.0
     overwrite: bool = False
+    labels: tuple[str, ...] | None = None  # only these labels are accepted; others: unknown_label
+    max_rejects: int | None = None  # more rejects than this fail the job, nothing is published
 
     def __post_init__(self) -> None:
+        _check_max_rejects(self.max_rejects)
+        if self.labels is not None and not [lab for lab in self.labels if lab.strip()]:
+            raise UserInputError("--labels", "a comma-separated list of label names", ",".join(self.labels))
         if not self.input:
             raise UserInputError("--input", "a text file (.csv/.tsv/.jsonl/.parquet) or a folder", self.input)
         if not self.output:
@@ -106,6 +167,11 @@ class IngestTextConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def as_ingest_config(self) -> IngestConfig:
+        return IngestConfig(self.input, self.output, self.text, self.split, self.input_format, self.text_col,
+                            self.label_col, self.id_col, self.split_col, self.row_group_mb, self.overwrite,
+                            self.labels, self.max_rejects)
 
 
 #: How Horovod's ranks exchange gradients (sparkdl_pipe.driver.transport).

@@ -65,6 +65,11 @@ class DatasetInfo:
         return str(self.doc.get("kind", "image"))
 
     @property
+    def task(self) -> str:
+        """What the dataset's labels are for (manifests written before tasks existed: classification)."""
+        return str(self.doc.get("task", "classification"))
+
+    @property
     def fingerprint(self) -> str:
         return str(self.doc["fingerprint"])
 

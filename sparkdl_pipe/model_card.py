@@ -65,6 +65,11 @@ class ModelInfo:
         return str(self.card.get("kind", "image"))
 
     @property
+    def task(self) -> str:
+        """What the model learnt (cards written before tasks existed: classification)."""
+        return str(self.card.get("task", "classification"))
+
+    @property
     def vocab_url(self) -> str:
         """URL of the vocabulary a text model was trained with (copied into the model directory)."""
         return storage.join(self.url, self.card["vocabulary_file"])

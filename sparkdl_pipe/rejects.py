@@ -21,6 +21,9 @@ UNREADABLE = "unreadable_file"
 MISSING_FILE = "missing_file"
 NO_LABEL = "missing_label"
 UNKNOWN_LABEL = "unknown_label"
+EMPTY_TEXT = "empty_text"
+UNDECODABLE_TEXT = "undecodable_text"
+MALFORMED_RECORD = "malformed_record"
 
 #: Reason code -> what it means (README and ``--help`` list these).
 REASONS: dict[str, str] = {
@@ -33,7 +36,21 @@ REASONS: dict[str, str] = {
                   "between listing and reading)",
     NO_LABEL: "no label (a file outside a <label>/ folder, or an empty manifest label)",
     UNKNOWN_LABEL: "a label not in the allowed --labels list",
+    EMPTY_TEXT: "a text that is null, empty, only whitespace, or has no tokens after normalisation",
+    UNDECODABLE_TEXT: "bytes that are not valid UTF-8 (--invalid-utf8 reject, the default); from CSV/TSV/"
+                      "JSON Lines, whose reader replaces such bytes, a text holding U+FFFD",
+    MALFORMED_RECORD: "a table row the reader could not parse (wrong number of fields, broken JSON)",
 }
+
+
+def malformed_reason(bad) -> tuple[str, str]:
+    """(reason, message) of a table record the reader could not parse (its raw bytes ``bad``)."""
+    raw = bytes(bad)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return UNDECODABLE_TEXT, "record is not valid UTF-8: " + repr(raw[:200])
+    return MALFORMED_RECORD, f"the reader could not parse this record: {text[:200]!r}"
 
 
 def arrow_schema(id_col: str = "path"):

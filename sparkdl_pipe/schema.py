@@ -1,9 +1,12 @@
-"""Dataset schemas, defined once: the Petastorm Unischema and its JSON form.
+"""Stored dataset schemas: their JSON form in the manifest, and decoding stored feature cells.
 
 Images are stored as raw row-major (H, W, C) uint8 pixel bytes, one binary cell per record. The
 shape lives in the dataset manifest. Raw bytes keep Petastorm's batch reader vectorised: a batch of
 N images becomes one (N, H, W, C) array with a single ``np.frombuffer``, no per-row codec calls.
 Text is stored the same way: ``max_len`` token ids as raw little-endian int32 bytes per record.
+Every kind of data stores its feature so (``sparkdl_pipe.modalities``: the column and the dtype);
+the Parquet files are written by :func:`sparkdl_pipe.executor.ingest.write_records` and read by
+Petastorm's batch reader, with no Unischema pickled anywhere.
 
 Runs on: driver and executors (light imports only at module level).
 """
@@ -11,28 +14,6 @@ Runs on: driver and executors (light imports only at module level).
 from __future__ import annotations
 
 import numpy as np
-
-
-def image_unischema():
-    """The Petastorm Unischema of an image dataset split."""
-    from petastorm.codecs import ScalarCodec
-    from petastorm.unischema import Unischema, UnischemaField
-    from pyspark.sql.types import BinaryType, IntegerType, StringType
-
-    return Unischema("ImageDataset", [
-        UnischemaField("image", np.bytes_, (), ScalarCodec(BinaryType()), False),
-        UnischemaField("label", np.int32, (), ScalarCodec(IntegerType()), False),
-        UnischemaField("label_name", np.str_, (), ScalarCodec(StringType()), False),
-        UnischemaField("path", np.str_, (), ScalarCodec(StringType()), False),
-    ])
-
-
-def image_arrow_schema():
-    """The Arrow schema of an image split's Parquet files (what Spark writes for :func:`image_unischema`)."""
-    import pyarrow as pa
-
-    return pa.schema([("image", pa.binary()), ("label", pa.int32()), ("label_name", pa.string()),
-                      ("path", pa.string())])
 
 
 def schema_json(shape: tuple[int, ...]) -> dict:
@@ -56,20 +37,6 @@ def decode_pixels(cells, shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(b"".join(cells), dtype=np.uint8).reshape((n, *shape))
 
 
-def text_unischema():
-    """The Petastorm Unischema of a text dataset split (``id`` names the source record)."""
-    from petastorm.codecs import ScalarCodec
-    from petastorm.unischema import Unischema, UnischemaField
-    from pyspark.sql.types import BinaryType, IntegerType, StringType
-
-    return Unischema("TextDataset", [
-        UnischemaField("tokens", np.bytes_, (), ScalarCodec(BinaryType()), False),
-        UnischemaField("label", np.int32, (), ScalarCodec(IntegerType()), False),
-        UnischemaField("label_name", np.str_, (), ScalarCodec(StringType()), False),
-        UnischemaField("id", np.str_, (), ScalarCodec(StringType()), False),
-    ])
-
-
 def text_schema_json(max_len: int) -> dict:
     """The text schema as stored in the manifest."""
     return {
@@ -84,25 +51,31 @@ def text_schema_json(max_len: int) -> dict:
     }
 
 
-#: Per dataset kind: the column holding the model input and the stored element dtype.
-FEATURE_COLUMN = {"image": "image", "text": "tokens"}
-STORED_DTYPE: dict[str, np.dtype] = {"image": np.dtype(np.uint8), "text": np.dtype("<i4")}
-
-
 def feature_column(kind: str) -> str:
-    """The column holding the model input for a dataset ``kind`` ('image' or 'text')."""
-    return FEATURE_COLUMN[kind]
+    """The column holding the model input for a dataset ``kind`` (its modality's ``feature``)."""
+    from sparkdl_pipe import modalities
+
+    return modalities.get(kind).feature
 
 
-def native_dtype(kind: str) -> np.dtype:
-    """The in-memory dtype of a ``kind``'s features (uint8 pixels, int32 token ids)."""
-    return STORED_DTYPE[kind].newbyteorder("=")
+def _stored_dtype(kind_or_dtype: str) -> np.dtype:
+    from sparkdl_pipe import modalities
+
+    if kind_or_dtype in modalities.kinds():
+        return np.dtype(modalities.get(kind_or_dtype).dtype)
+    return np.dtype(kind_or_dtype)
 
 
-def decode_features(cells, shape: tuple[int, ...], kind: str) -> np.ndarray:
-    """Raw feature cells of a dataset ``kind`` to one (N, *shape) array (uint8 pixels, int32 ids)."""
+def native_dtype(kind_or_dtype: str) -> np.dtype:
+    """The in-memory dtype of a kind's features (uint8 pixels, int32 token ids), native byte order."""
+    return _stored_dtype(kind_or_dtype).newbyteorder("=")
+
+
+def decode_features(cells, shape: tuple[int, ...], kind_or_dtype: str) -> np.ndarray:
+    """Raw feature cells of a dataset kind (or of a stored dtype such as ``<i4``) to one (N, *shape) array."""
+    stored = _stored_dtype(kind_or_dtype)
     n = len(cells)
     if n == 0:
-        return np.zeros((0, *shape), dtype=native_dtype(kind))
-    arr = np.frombuffer(b"".join(cells), dtype=STORED_DTYPE[kind]).reshape((n, *shape))
-    return arr.astype(native_dtype(kind), copy=False)
+        return np.zeros((0, *shape), dtype=stored.newbyteorder("="))
+    arr = np.frombuffer(b"".join(cells), dtype=stored).reshape((n, *shape))
+    return arr.astype(stored.newbyteorder("="), copy=False)

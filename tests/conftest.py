@@ -78,7 +78,7 @@ def make_image_folder(root: str, labels=("cat", "dog"), per_label: int = 40, siz
 @pytest.fixture(scope="session")
 def digits_folder(tmp_path_factory):
     """scikit-learn's bundled digits as a raw PNG folder tree: train/<digit>/, test/<digit>/."""
-    from sparkdl_pipe.driver.demo import load_digits_split, write_png_folders
+    from sparkdl_pipe.driver.demo_data import load_digits_split, write_png_folders
 
     root = str(tmp_path_factory.mktemp("digits-raw"))
     n = write_png_folders(load_digits_split(), [str(i) for i in range(10)], root)

@@ -110,8 +110,8 @@ def test_manifest_missing_file_unknown_label_and_removed_file(spark, hostile, tm
 
 
 def test_file_removed_between_listing_and_reading_is_a_reject(tmp_path):
-    from sparkdl_pipe.driver.files import list_input_files
-    from sparkdl_pipe.executor.ingest import decode_and_write, key_records
+    from sparkdl_pipe.driver.sources import list_input_files
+    from sparkdl_pipe.executor.ingest import key_records, write_records
     from tests.hostile import _img
 
     (tmp_path / "x").mkdir()
@@ -123,7 +123,8 @@ def test_file_removed_between_listing_and_reading_is_a_reject(tmp_path):
                                   False))
     keyed["split"], keyed["label"] = "train", 0
     staging = tmp_path / "staging"
-    summary = pd.concat(decode_and_write(iter([keyed]), SPEC.to_dict(), "file://" + str(staging), {"train": 8}))
+    summary = pd.concat(write_records(iter([keyed]), "sparkdl_pipe.modalities.image:IMAGE", SPEC.to_dict(),
+                                      "file://" + str(staging), {"train": 8}))
     assert summary.set_index("kind").loc[["file", "class"], "n"].tolist() == [1, 1, 1]  # train, rejects; x: 1
     rej = pd.read_parquet(staging / "rejects")
     assert rej["path"].str.rsplit("/", n=1).str[-1].tolist() == ["vanish.png"]

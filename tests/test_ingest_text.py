@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from sparkdl_pipe.config import IngestTextConfig, SplitConfig
-from sparkdl_pipe.driver.ingest_text import run_ingest_text
+from sparkdl_pipe.driver.ingest import run_ingest_text
 from sparkdl_pipe.errors import UserInputError
 from sparkdl_pipe.executor.data import read_split
 from sparkdl_pipe.preprocess.spec import TextSpec

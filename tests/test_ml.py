@@ -16,7 +16,7 @@ from tests.conftest import png_bytes
 
 
 def _frame(spark, split: str):
-    from sparkdl_pipe.driver.demo import load_digits_split
+    from sparkdl_pipe.driver.demo_data import load_digits_split
 
     x, y = load_digits_split()[split]
     pdf = pd.DataFrame({"id": np.arange(len(y)), "png": [png_bytes(a) for a in x], "digit": y.astype(int)})

@@ -4,8 +4,8 @@ import pytest
 from sparkdl_pipe.config import SplitConfig, TrainConfig
 from sparkdl_pipe.errors import UserInputError
 from sparkdl_pipe.executor.data import shuffled_batches
-from sparkdl_pipe.executor.ingest import label_from_rel_path, stable_hash
 from sparkdl_pipe.manifest import fingerprint, natural_sorted
+from sparkdl_pipe.records import label_from_rel_path, stable_hash
 from sparkdl_pipe.schema import decode_pixels
 
 
@@ -20,7 +20,8 @@ def test_stable_hash_is_deterministic_and_uniform():
 def test_label_and_split_from_relative_path():
     assert label_from_rel_path("cat/a.png") == ("cat", None)
     assert label_from_rel_path("train/cat/a.png") == ("cat", "train")
-    assert label_from_rel_path("Validation/dog/x/y.jpg") == ("x", "val")
+    # the label is the first folder under the root or split folder (issue 21: was the parent, "x")
+    assert label_from_rel_path("Validation/dog/x/y.jpg") == ("dog", "val")
     assert label_from_rel_path("a.png") == (None, None)
     assert label_from_rel_path("train/a.png") == ("train", None)  # a label folder named train
 

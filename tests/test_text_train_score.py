@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from sparkdl_pipe.config import IngestTextConfig, ScoreConfig, TrainConfig
-from sparkdl_pipe.driver.ingest_text import run_ingest_text
+from sparkdl_pipe.driver.ingest import run_ingest_text
 from sparkdl_pipe.driver.score import run_scoring
 from sparkdl_pipe.driver.train import run_training
 from sparkdl_pipe.errors import UserInputError

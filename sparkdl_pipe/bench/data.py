@@ -15,7 +15,7 @@ def fashion_arrays(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
 
     The digits (8x8) are scaled to 28x28 and repeated to ``n`` so the benchmark runs anywhere.
     """
-    from sparkdl_pipe.driver.demo import fashion_mnist_available, load_fashion_mnist
+    from sparkdl_pipe.driver.demo_data import fashion_mnist_available, load_fashion_mnist
 
     if fashion_mnist_available():
         x, y = load_fashion_mnist()["train"]

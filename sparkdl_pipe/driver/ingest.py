@@ -1,47 +1,65 @@
-"""run_ingest_images: raw image files -> Petastorm train/val/test splits + rejects + manifest.
+"""run_ingest: raw records of any kind of data -> Petastorm train/val/test splits + rejects + manifest.
+
+Written once for every kind of data: the kind is a :class:`~sparkdl_pipe.modalities.base.Modality`
+(``image``, ``text`` or one you registered) named by the spec's ``kind``. The plan:
+
+1. read the input (:mod:`.sources`): a folder is listed and keyed here on the driver, a table is
+   keyed in the executors; the keys give the split, the label and the planned counts;
+2. a modality that fits something (text: the vocabulary) prepares every record in a first pass
+   and fits on the train split;
+3. one Spark job prepares/encodes and writes every split and the rejects, the tasks writing their
+   own Parquet part files (:func:`sparkdl_pipe.executor.ingest.write_records`);
+4. the tasks' counts, checked against the Parquet footers, account for every input record; the
+   manifest is written and everything is published at once.
 
 Runs on: driver (the Spark work itself runs in :mod:`sparkdl_pipe.executor.ingest`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 
 from sparkdl_pipe import manifest as mf
+from sparkdl_pipe import modalities, storage
 from sparkdl_pipe import rejects as rj
-from sparkdl_pipe import storage
-from sparkdl_pipe.config import IngestImagesConfig
-from sparkdl_pipe.driver.files import (
-    MANIFEST_SUFFIXES,
+from sparkdl_pipe.config import IngestConfig, IngestImagesConfig, IngestTextConfig, as_ingest_config
+from sparkdl_pipe.driver.sources import (
+    READER_DECODED,
+    detect_format,
+    hidden_files,
     list_input_files,
-    read_manifest_table,
-    resolved_path,
+    spread,
+    table_source,
 )
 from sparkdl_pipe.errors import DatasetError, UserInputError
 from sparkdl_pipe.executor.ingest import (
     KEYED_DDL,
     SUMMARY_DDL,
-    decode_and_write,
     key_record,
     key_records,
-    path_of,
-    root_prefix,
+    prepare_records,
+    prepared_ddl,
+    write_records,
 )
 from sparkdl_pipe.executor.parts import keep_reported, write_empty
-from sparkdl_pipe.schema import image_unischema, schema_json
+from sparkdl_pipe.records import path_of, root_prefix
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class IngestResult:
-    """What an ingest job wrote. ``input_records == sum(counts.values()) + rejected``."""
+    """What an ingest job wrote. ``input_records == sum(counts.values()) + rejected``.
+
+    ``stats``: the kind's totals over the accepted records (text: ``truncated``, ``tokens``...);
+    ``fitted``: sizes of what it fitted (text: ``vocab_size``). Both read as attributes too
+    (``res.truncated``, ``res.vocab_size``).
+    """
 
     output: str
     input_records: int
@@ -52,26 +70,26 @@ class IngestResult:
     labels: list[str]
     fingerprint: str
     seconds: float
+    stats: dict[str, int] = field(default_factory=dict)
+    fitted: dict[str, int] = field(default_factory=dict)
+    kind: str = "image"
+
+    def __getattr__(self, name: str) -> int:
+        for d in ("stats", "fitted"):
+            got = self.__dict__.get(d, {})
+            if name in got:
+                return got[name]
+        raise AttributeError(name)
 
     def summary(self) -> str:
         parts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
         accepted = sum(self.counts.values())
+        extra = modalities.get(self.kind).summary_extras(self.stats, self.fitted)
         return (f"ingested {self.input_records} records in {self.seconds:.1f}s -> {parts}; "
                 f"rejected {self.rejected} ({rj.format_counts(self.rejects_by_reason)}); "
                 f"skipped hidden files {self.skipped_hidden}; files seen {self.input_records + self.skipped_hidden} "
                 f"= {accepted} accepted + {self.rejected} rejected + {self.skipped_hidden} hidden; "
-                f"{len(self.labels)} labels; output {self.output}")
-
-
-def _read_manifest(spark, url: str, cfg: IngestImagesConfig):
-    from pyspark.sql import functions as F
-
-    df = read_manifest_table(spark, url, {cfg.manifest_path_col: "--path-col",
-                                          cfg.manifest_label_col: "--label-col"})
-    split = F.col(cfg.manifest_split_col) if cfg.manifest_split_col in df.columns else F.lit(None)
-    return df.select(resolved_path(url, cfg.manifest_path_col).alias("path"),
-                     F.col(cfg.manifest_label_col).cast("string").alias("label_name"),
-                     split.cast("string").alias("split_hint"))
+                f"{len(self.labels)} labels; output {self.output}{extra}")
 
 
 def split_of(hint: str | None, band: int, below_val: bool, hints: set[str]) -> str:
@@ -177,34 +195,11 @@ def accounted(total: int, splits: dict[str, dict], rejected: int) -> dict[str, i
 
 
 #: Petastorm deals whole row groups to ranks, so every split with the rows for it gets at least this
-#: many row groups (text: one file per write task and split; images: rows per group chosen for it).
+#: many row groups (rows per group chosen for it from the planned counts).
 MIN_ROW_GROUPS_PER_SPLIT = 16
 
-
-@contextlib.contextmanager
-def parquet_row_groups(spark, row_group_mb: float):
-    """Spark's Parquet writer makes row groups of about ``row_group_mb`` inside this block.
-
-    This replaces Petastorm's ``materialize_dataset``, which also stores the schema as a *pickle*
-    in ``_common_metadata`` (and Petastorm's readers unpickle it): our splits are plain Parquet,
-    readable by Petastorm's batch reader, with the schema in the JSON manifest. No summary
-    ``_metadata`` is written and no Spark job counts row groups (see :func:`write_splits`).
-    """
-    conf = spark.sparkContext._jsc.hadoopConfiguration()
-    keys = {"parquet.block.size": str(max(64 * 1024, int(row_group_mb * 2**20))),
-            "parquet.block.size.row.check.min": "10", "parquet.row-group.size.row.check.min": "10",
-            "parquet.summary.metadata.level": "NONE"}
-    old = {k: conf.get(k) for k in keys}
-    for k, v in keys.items():
-        conf.set(k, v)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                conf.unset(k)
-            else:
-                conf.set(k, v)
+#: Records per prepare-and-write task (there are at least two tasks per core).
+ROWS_PER_TASK = 4000
 
 
 def parquet_footers(url: str) -> tuple[int, int]:
@@ -223,64 +218,32 @@ def parquet_footers(url: str) -> tuple[int, int]:
     return rows, groups
 
 
-def write_splits(spark, df, staging: str, counts: dict[str, int], row_bytes: int, row_group_mb: float,
-                 unischema=None) -> dict[str, int]:
-    """Write every split of ``df`` (a ``split`` column) as Parquet Petastorm reads, in ONE Spark job.
-
-    One shuffle by the stable ``order_key`` (rows shuffled the same on every run), ``partitionBy``
-    split, then each ``split=NAME`` directory is renamed to ``NAME``. Every task writes one file per
-    split, so a split gets at least :data:`MIN_ROW_GROUPS_PER_SPLIT` row groups where it has the rows,
-    each row group at most ``row_group_mb``. The row counts read back from the Parquet footers must
-    equal ``counts`` (else nothing is published). Returns the row groups per split. Runs on: driver.
-    """
-    from pyspark.sql import functions as F
-
-    schema = unischema or image_unischema()
-    total_mb = sum(counts.values()) * row_bytes / 2**20
-    n = max(MIN_ROW_GROUPS_PER_SPLIT, spark.sparkContext.defaultParallelism, math.ceil(total_mb / 128))
-    out = df.select(*schema.fields.keys(), "split", "order_key").repartition(n, F.col("order_key")) \
-        .sortWithinPartitions("split", "order_key").drop("order_key")
-    parts = storage.join(staging, "_splits")
-    with parquet_row_groups(spark, row_group_mb):
-        out.write.mode("overwrite").partitionBy("split").option("compression", "snappy") \
-            .parquet(storage.spark_path(parts))
-    groups: dict[str, int] = {}
-    for s in storage.SPLITS:
-        if not counts.get(s):
-            groups[s] = 0
-            continue
-        storage.move(storage.join(parts, f"split={s}"), storage.join(staging, s))
-        rows, groups[s] = parquet_footers(storage.join(staging, s))
-        if rows != counts[s]:  # the driver's counts and what Spark wrote disagree: our bug
-            raise AssertionError(f"split {s}: {rows} rows written, {counts[s]} counted")
-    storage.remove(parts)
-    return groups
-
-
-#: Records per decode-and-write task (there are at least two tasks per core).
-ROWS_PER_TASK = 4000
-
-
 def _task_count(spark, rows: int, row_bytes: int) -> int:
     return max(2 * spark.sparkContext.defaultParallelism, math.ceil(rows / ROWS_PER_TASK),
                math.ceil(rows * row_bytes / 2**20 / 128))
+
+
+def _row_bytes(spec, modality) -> int:
+    import numpy as np
+
+    return math.prod(spec.shape) * np.dtype(modality.dtype).itemsize
 
 
 def _keyed_schema(with_content: bool = False) -> str:
     return KEYED_DDL + (", content binary" if with_content else "") + ", split string, label int"
 
 
-def key_listing(spark, files: list[str], root: str, cfg: IngestImagesConfig):
+def key_listing(spark, files: list[str], root: str, cfg: IngestConfig):
     """(keyed DataFrame, :class:`IngestStats`) for a folder listing, keyed and split on the driver.
 
     The driver has every path already (it listed them), so hashing, labels and the split rule run
-    here and no Spark job is needed before decoding. Records are sorted by (split, order key) and
+    here and no Spark job is needed before reading. Records are sorted by (split, order key) and
     cut into contiguous tasks: the written files are the split in its shuffled order.
     """
     allowed = set(cfg.labels) if cfg.labels is not None else None
     root_path = root_prefix(root)
     val, test = cfg.split.val_fraction, cfg.split.test_fraction
-    keyed = [(p, *key_record(p, None, None, cfg.split.seed, root_path, False, allowed)) for p in files]
+    keyed = [key_record(p, None, None, cfg.split.seed, root_path, False, allowed) for p in files]
     groups: dict[tuple, int] = {}
     for _p, _rel, label, hint, u, _o, reason, _m in keyed:
         k = (reason, label if reason is None else None, hint, *zone_of(u, val, test))
@@ -291,14 +254,14 @@ def key_listing(spark, files: list[str], root: str, cfg: IngestImagesConfig):
     rows = [(*r, split_of(r[3], *zone_of(r[4], val, test), st.hints), index[r[2]]) if r[6] is None
             else (*r, None, None) for r in keyed]
     rows.sort(key=lambda r: (r[8] or "", r[5]))
-    n = _task_count(spark, len(rows), cfg.image.height * cfg.image.width * cfg.image.channels)
+    n = _task_count(spark, len(rows), _row_bytes(cfg.spec, modalities.get(cfg.kind)))
     rdd = spark.sparkContext.parallelize(rows, max(1, min(n, len(rows))))
     return spark.createDataFrame(rdd, _keyed_schema()), st
 
 
-def key_dataframe(spark, src, cfg: IngestImagesConfig, root: str | None):
+def key_dataframe(spark, src, cfg: IngestConfig, root: str | None):
     """(keyed DataFrame, :class:`IngestStats`, the persisted keys to unpersist when done) for
-    records in Spark (a manifest table, a DataFrame).
+    records in Spark (a table, a DataFrame: the columns of :data:`.sources.TABLE_COLUMNS`).
 
     Keys are computed in the executors and kept; one aggregation gives the counts, then the
     records are range-partitioned by (split, order key).
@@ -314,7 +277,7 @@ def key_dataframe(spark, src, cfg: IngestImagesConfig, root: str | None):
     st = ingest_stats(keyed, cfg.split.val_fraction, cfg.split.test_fraction)
     label_map = F.create_map(*[x for i, name in enumerate(st.labels) for x in (F.lit(name), F.lit(i))])
     ok = F.col("reason").isNull()
-    n = _task_count(spark, st.total, cfg.image.height * cfg.image.width * cfg.image.channels)
+    n = _task_count(spark, st.total, _row_bytes(cfg.spec, modalities.get(cfg.kind)))
     out = keyed.withColumn("split", F.when(ok, split_column(st.hints, cfg.split.val_fraction,
                                                                cfg.split.test_fraction))) \
         .withColumn("label", F.when(ok, label_map[F.col("label_name")]).cast("int")) \
@@ -322,131 +285,199 @@ def key_dataframe(spark, src, cfg: IngestImagesConfig, root: str | None):
     return out.select(*[c.split()[0] for c in _keyed_schema(with_content).split(", ")]), st, keyed
 
 
-def run_ingest_images(spark, cfg: IngestImagesConfig) -> IngestResult:
-    """Ingest raw images into Petastorm splits, a rejects table and a manifest, published atomically.
+def run_ingest(spark, cfg: IngestConfig | IngestImagesConfig | IngestTextConfig) -> IngestResult:
+    """Ingest raw records into Petastorm splits, a rejects table and a manifest, published atomically.
 
-    Runs on: driver.
+    Runs on: driver. ``cfg.spec.kind`` names the kind of data.
 
-    >>> from sparkdl_pipe.config import IngestImagesConfig
+    >>> from sparkdl_pipe.config import IngestConfig
     >>> from sparkdl_pipe.preprocess.spec import ImageSpec
-    >>> cfg = IngestImagesConfig("photos/", "datasets/photos", ImageSpec(64, 64, 3))  # doctest: +SKIP
-    >>> run_ingest_images(spark, cfg).counts  # doctest: +SKIP
+    >>> run_ingest(spark, IngestConfig("photos/", "datasets/photos", ImageSpec(64, 64, 3))).counts  # doctest: +SKIP
     {'train': 800, 'val': 100, 'test': 100}
     """
+    cfg = as_ingest_config(cfg)
+    modality = modalities.get(cfg.kind)
     t0 = time.time()
     inp, out = storage.to_url(cfg.input), storage.to_url(cfg.output)
     if not storage.exists(inp):
-        raise DatasetError(f"input {cfg.input} does not exist", fix="Give a folder of <label>/ image folders "
-                           "or a manifest file (.csv/.parquet)")
+        raise DatasetError(f"input {cfg.input} does not exist", fix=f"Give {modality.describe_input()}")
     storage.prepare_output(out, cfg.overwrite)
-    is_manifest = inp.lower().endswith(MANIFEST_SUFFIXES) and not (
-        storage.is_local(inp) and os.path.isdir(storage.local_path(inp)))
-    if is_manifest:
-        keyed, st, cached = key_dataframe(spark, _read_manifest(spark, inp, cfg), cfg, None)
-        return write_ingested(spark, keyed, st, cfg, inp, out, "manifest", [], t0, cached)
-    listing = list_input_files(inp)
-    keyed, st = key_listing(spark, listing.files, inp, cfg)
-    return write_ingested(spark, keyed, st, cfg, inp, out, "folder", listing.hidden, t0)
+    fmt = detect_format(inp, cfg.input_format, modality.describe_input())
+    if fmt == "folder":
+        listing = list_input_files(inp)
+        keyed, st = key_listing(spark, listing.files, inp, cfg)
+        return write_ingested(spark, keyed, st, cfg, inp, out, "folder", listing.hidden, t0)
+    flag = "--path-col" if modality.table_reads == "path" else "--text-col"
+    src, _ = table_source(spark, inp, fmt, main_col=cfg.main_col, main_flag=flag, reads=modality.table_reads,
+                       label_col=cfg.label_col, id_col=cfg.id_col, split_col=cfg.split_col)
+    src = spread(src, rows_per_partition=20000)
+    keyed, st, cached = key_dataframe(spark, src, cfg, None)
+    input_kind = "manifest" if modality.table_reads == "path" else fmt
+    return write_ingested(spark, keyed, st, cfg, inp, out, input_kind, hidden_files(inp), t0, cached,
+                          decoded_by_reader=fmt in READER_DECODED)
 
 
-def run_ingest_dataframe(spark, df, cfg: IngestImagesConfig, input_col: str, label_col: str,
+def run_ingest_images(spark, cfg: IngestImagesConfig) -> IngestResult:
+    """:func:`run_ingest` of images (the historical name)."""
+    return run_ingest(spark, cfg)
+
+
+def run_ingest_text(spark, cfg: IngestTextConfig) -> IngestResult:
+    """:func:`run_ingest` of text (the historical name)."""
+    return run_ingest(spark, cfg)
+
+
+def run_ingest_dataframe(spark, df, cfg, input_col: str, label_col: str,
                          path_col: str | None = None) -> IngestResult:
-    """Ingest a DataFrame of images (``input_col``: file bytes, or a path/URL string) and labels.
+    """Ingest a DataFrame of records (``input_col``) and labels (``label_col``), any kind of data.
 
-    Runs on: driver. The same decoding, split rule, Petastorm writing, rejects and manifest as
-    :func:`run_ingest_images`; ``cfg.input`` only names the source in the manifest. Each record's
-    split key is ``path_col`` when given, the path (string input), or ``sha1:<content hash>``.
+    Runs on: driver. The same preparation, split rule, Petastorm writing, rejects and manifest as
+    :func:`run_ingest`; ``cfg.input`` only names the source in the manifest. ``input_col`` is binary
+    (the record's bytes: an image file, a text) or string: a path/URL to read for kinds whose
+    tables name files (images), the record itself for kinds whose tables hold it (text). Each
+    record's split key is ``path_col`` when given, the path (string paths), or a content hash.
 
     >>> run_ingest_dataframe(spark, df, cfg, input_col="image", label_col="label")  # doctest: +SKIP
     """
     from pyspark.sql import functions as F
     from pyspark.sql.types import BinaryType, StringType
 
+    cfg = as_ingest_config(cfg)
+    modality = modalities.get(cfg.kind)
     t0 = time.time()
     out = storage.to_url(cfg.output)
     storage.prepare_output(out, cfg.overwrite)
     for col, what in ((input_col, "input column"), (label_col, "label column")):
         if col not in df.columns:
             raise UserInputError(f"{what} {col!r} is not in the DataFrame", f"one of {df.columns}")
-    kind = df.schema[input_col].dataType
-    if isinstance(kind, BinaryType):
-        content = F.col(input_col)
+    dtype = df.schema[input_col].dataType
+    if isinstance(dtype, StringType) and modality.table_reads == "path":
+        cols = [F.col(input_col).alias("path")]
+    elif isinstance(dtype, (BinaryType, StringType)):
+        content = F.col(input_col).cast("binary")
         key = F.col(path_col).cast("string") if path_col else F.concat(F.lit("sha1:"), F.sha2(content, 256))
         cols = [key.alias("path"), content.alias("content")]
-    elif isinstance(kind, StringType):
-        cols = [F.col(input_col).alias("path")]
     else:
-        raise UserInputError(f"input column {input_col!r}", "binary (image file bytes) or string (path/URL)",
-                             kind.simpleString())
+        raise UserInputError(f"input column {input_col!r}", "binary (file bytes) or string", dtype.simpleString())
     src = df.select(*cols, F.col(label_col).cast("string").alias("label_name"),
                     F.lit(None).cast("string").alias("split_hint"))
     keyed, st, cached = key_dataframe(spark, src, cfg, None)
     return write_ingested(spark, keyed, st, cfg, cfg.input, out, "dataframe", [], t0, cached)
 
 
-def _collect_written(spark, keyed, spec, staging: str, rows_per_group: dict[str, int]):
-    """Run the decode-and-write job; returns its summary rows after removing any file not named in
+def _fit_pass(spark, keyed, cfg: IngestConfig, modality, decoded_by_reader: bool):
+    """A fitted modality's first pass: (prepared records, persisted; spec with the fit; artifacts)."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    fn = partial(prepare_records, modality_ref=modality.ref, spec_dict=cfg.spec.to_dict(),
+                 decoded_by_reader=decoded_by_reader)
+    prepared = keyed.mapInPandas(fn, prepared_ddl(modality)).persist(StorageLevel.MEMORY_AND_DISK)
+    train = prepared.filter(F.col("reason").isNull() & (F.col("split") == "train"))
+    if not train.limit(1).count():
+        prepared.unpersist()
+        raise DatasetError(f"no accepted records in the train split of {cfg.input}",
+                           fix=f"{modality.kind} ingest fits on the train split; check the split column or fractions")
+    spec, artifacts = modality.fit(spark, train, cfg.spec)
+    return prepared, spec, artifacts
+
+
+def _write_job(spark, records, modality, spec, staging: str, rows_per_group: dict[str, int], artifacts,
+               from_prepared: bool, decoded_by_reader: bool):
+    """Run the prepare-and-write job; returns its summary rows after removing any file not named in
     them (left by a failed or duplicate task attempt)."""
-    # small Arrow batches: a DataFrame's rows may carry whole image files
+    # small Arrow batches: a DataFrame's rows may carry whole files
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "512")
-    summary = keyed.mapInPandas(partial(decode_and_write, spec_dict=spec.to_dict(), staging=staging,
-                                        rows_per_group=rows_per_group), SUMMARY_DDL).collect()
+    bc = spark.sparkContext.broadcast(artifacts) if artifacts is not None else None
+    try:
+        summary = records.mapInPandas(partial(
+            write_records, modality_ref=modality.ref, spec_dict=spec.to_dict(), staging=staging,
+            rows_per_group=rows_per_group, artifacts=bc, from_prepared=from_prepared,
+            decoded_by_reader=decoded_by_reader), SUMMARY_DDL).collect()
+    finally:
+        if bc is not None:
+            bc.unpersist()
     keep_reported(staging, (*storage.SPLITS, "rejects"), {r["name"] for r in summary if r["kind"] == "file"})
     return summary
 
 
-def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestImagesConfig, inp: str, out: str,
-                   input_kind: str, hidden: list[str], t0: float, cached=None) -> IngestResult:
-    """Decode, write and publish keyed records (:func:`key_listing` / :func:`key_dataframe`).
+def _tally_written(summary, modality) -> tuple[dict[str, dict], dict[str, int]]:
+    """(per-split counts, per-class counts and stat sums; rejects by reason) from the job's summary."""
+    rejects_by_reason: dict[str, int] = {}
+    for r in sorted((r for r in summary if r["kind"] == "reject"), key=lambda r: r["reason"]):
+        rejects_by_reason[r["reason"]] = rejects_by_reason.get(r["reason"], 0) + r["n"]
+    splits: dict[str, dict] = {s: {"count": 0, "per_class": {}, **{k: 0 for k in modality.stat_names}}
+                               for s in storage.SPLITS}
+    for r in summary:
+        if r["kind"] == "class":
+            d = splits[r["split"]]
+            d["count"] += r["n"]
+            d["per_class"][r["label_name"]] = d["per_class"].get(r["label_name"], 0) + r["n"]
+        elif r["kind"] == "stat":
+            splits[r["split"]][r["name"]] += r["n"]
+    return splits, rejects_by_reason
 
-    ``planned``: the counts before decoding (a split's count there sizes its row groups). One Spark
-    job decodes and writes every split and the rejects; its summary gives the final counts, which
-    must equal the Parquet footers and account for every input record. Runs on: driver.
+
+def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestConfig, inp: str, out: str,
+                   input_kind: str, hidden: list[str], t0: float, cached=None,
+                   decoded_by_reader: bool = False) -> IngestResult:
+    """Prepare, encode, write and publish keyed records (:func:`key_listing` / :func:`key_dataframe`).
+
+    ``planned``: the counts before reading (a split's count there sizes its row groups). One Spark
+    job writes every split and the rejects (after a first pass for a modality that fits); its
+    summary gives the final counts, which must equal the Parquet footers and account for every
+    input record. Runs on: driver.
     """
-    spec = cfg.image
+    modality = modalities.get(cfg.kind)
+    spec = cfg.spec
+    prepared = artifacts = None
     try:
         total = planned.total
         if total == 0:
-            raise DatasetError(f"no files found under {cfg.input}", fix="Check the path; hidden files "
+            raise DatasetError(f"no records found in {cfg.input}", fix=f"Check the path; hidden files "
                                f"({len(hidden)}) are skipped")
-        row_bytes = spec.height * spec.width * spec.channels + 96
-        by_mb = max(1, int(cfg.row_group_mb * 2**20 // row_bytes))
+        by_mb = max(1, int(cfg.row_group_mb * 2**20 // (_row_bytes(spec, modality) + 96)))
         # a split of n >= 16 planned rows gets at least 16 row groups (Petastorm deals whole groups)
         rows_per_group = {s: max(1, min(by_mb, planned.splits[s]["count"] // MIN_ROW_GROUPS_PER_SPLIT))
                           for s in storage.SPLITS}
+        records = keyed
+        if modality.needs_fit:
+            prepared, spec, artifacts = _fit_pass(spark, keyed, cfg, modality, decoded_by_reader)
+            records = prepared
         with storage.staged_output(out, cfg.overwrite) as staging:
-            summary = _collect_written(spark, keyed, spec, staging, rows_per_group)
-            rejects_by_reason: dict[str, int] = {}
-            for r in sorted((r for r in summary if r["kind"] == "reject"), key=lambda r: r["reason"]):
-                rejects_by_reason[r["reason"]] = rejects_by_reason.get(r["reason"], 0) + r["n"]
+            summary = _write_job(spark, records, modality, spec, staging, rows_per_group, artifacts,
+                                 prepared is not None, decoded_by_reader)
+            splits, rejects_by_reason = _tally_written(summary, modality)
             n_rej = sum(rejects_by_reason.values())
             rj.enforce_limit(cfg.max_rejects, rejects_by_reason,
                              [(r["name"], r["reason"]) for r in summary if r["kind"] == "reject"], out)
-            splits: dict[str, dict] = {s: {"count": 0, "per_class": {}} for s in storage.SPLITS}
-            for r in summary:
-                if r["kind"] == "class":
-                    d = splits[r["split"]]
-                    d["count"] += r["n"]
-                    d["per_class"][r["label_name"]] = d["per_class"].get(r["label_name"], 0) + r["n"]
             for s in storage.SPLITS:
                 rows, groups = parquet_footers(storage.join(staging, s)) if splits[s]["count"] else (0, 0)
                 if rows != splits[s]["count"]:  # the tasks' counts and their files disagree: our bug
                     raise AssertionError(f"split {s}: {rows} rows written, {splits[s]['count']} counted")
                 splits[s].update(path=s, row_groups=groups)
             if not n_rej:
-                write_empty(storage.join(staging, "rejects"), rj.arrow_schema())
+                write_empty(storage.join(staging, "rejects"), rj.arrow_schema(modality.key))
+            fitted_doc = modality.save_artifacts(artifacts, staging) if artifacts is not None else {}
+            labels = planned.labels  # the stored label indices are positions in this list
             doc = {
-                "format": mf.FORMAT, "format_version": mf.FORMAT_VERSION, "kind": "image",
+                "format": mf.FORMAT, "format_version": mf.FORMAT_VERSION, "kind": modality.kind,
+                "task": "classification",
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "input": inp, "input_kind": input_kind,
                 "input_records": total,
+                "columns": {"main": cfg.main_col, "label": cfg.label_col, "id": cfg.id_col, "split": cfg.split_col},
                 "preprocess": spec.to_dict(), "preprocess_fingerprint": spec.fingerprint(),
-                "schema": schema_json(spec.shape),
-                "labels": planned.labels,
+                "schema": modality.schema_json(spec),
+                **fitted_doc,
+                **modality.manifest_extras(spec, splits),
+                "labels": labels,
                 "splits": splits,
                 "split_rule": {"seed": cfg.split.seed, "val_fraction": cfg.split.val_fraction,
                                "test_fraction": cfg.split.test_fraction,
-                               "input_split_kept": sorted(planned.hints), "hash": "sha1(seed:relative_path)"},
+                               "input_split_kept": sorted(planned.hints),
+                               "hash": "sha1(seed:relative_path)" if input_kind in ("folder", "manifest")
+                               else "sha1(seed:id)"},
                 "rejects": {"count": n_rej, "per_reason": rejects_by_reason, "path": "rejects",
                             "max_rejects": cfg.max_rejects},
                 "skipped": {"hidden": len(hidden), "examples": [path_of(h) for h in hidden[:20]]},
@@ -458,7 +489,12 @@ def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestImagesConfig, 
     finally:
         if cached is not None:
             cached.unpersist()
+        if prepared is not None:
+            prepared.unpersist()
     res = IngestResult(out, total, accounted(total, splits, n_rej), n_rej, rejects_by_reason, len(hidden),
-                       planned.labels, fingerprint, time.time() - t0)
+                       labels, fingerprint, time.time() - t0,
+                       stats={k: sum(splits[s][k] for s in storage.SPLITS) for k in modality.stat_names},
+                       fitted=modality.fitted_sizes(artifacts) if artifacts is not None else {},
+                       kind=modality.kind)
     log.info(res.summary())
     return res

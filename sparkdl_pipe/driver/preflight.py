@@ -10,11 +10,18 @@ Runs on: driver.
 from __future__ import annotations
 
 from sparkdl_pipe import storage
-from sparkdl_pipe.config import IngestImagesConfig, ScoreConfig, TrainConfig
+from sparkdl_pipe.config import (
+    IngestConfig,
+    IngestImagesConfig,
+    IngestTextConfig,
+    ScoreConfig,
+    TrainConfig,
+    as_ingest_config,
+)
 from sparkdl_pipe.errors import DatasetError
 
 
-def preflight(cfg: IngestImagesConfig | TrainConfig | ScoreConfig) -> None:
+def preflight(cfg: IngestConfig | IngestImagesConfig | IngestTextConfig | TrainConfig | ScoreConfig) -> None:
     """Raise the error the job would raise for a mistake that is visible without Spark."""
     if isinstance(cfg, TrainConfig):
         from sparkdl_pipe.manifest import load_dataset_info
@@ -42,7 +49,13 @@ def preflight(cfg: IngestImagesConfig | TrainConfig | ScoreConfig) -> None:
                                    "Re-ingest the data with the model's image size and channels, or score raw files")
         storage.check_output(storage.to_url(cfg.output), cfg.overwrite)
         return
-    if not storage.exists(storage.to_url(cfg.input)):
-        raise DatasetError(f"input {cfg.input} does not exist", fix="Give a folder of <label>/ image folders "
-                           "or a manifest file (.csv/.parquet)")
-    storage.check_output(storage.to_url(cfg.output), cfg.overwrite)
+    from sparkdl_pipe import modalities
+    from sparkdl_pipe.driver.sources import detect_format
+
+    icfg = as_ingest_config(cfg)
+    modality = modalities.get(icfg.kind)
+    inp = storage.to_url(icfg.input)
+    if not storage.exists(inp):
+        raise DatasetError(f"input {icfg.input} does not exist", fix=f"Give {modality.describe_input()}")
+    detect_format(inp, icfg.input_format, modality.describe_input())  # an unknown format: one line here
+    storage.check_output(storage.to_url(icfg.output), icfg.overwrite)

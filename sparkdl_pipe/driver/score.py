@@ -1,4 +1,4 @@
-"""run_scoring: score raw images (folder or manifest) or an ingested split with a trained model.
+"""run_scoring: score raw records (a folder, a table) or an ingested split with a trained model, any kind of data.
 
 Runs on: driver. The per-batch work is :func:`sparkdl_pipe.executor.score.score_batches`.
 """
@@ -12,15 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 
+from sparkdl_pipe import modalities, storage
 from sparkdl_pipe import rejects as rj
-from sparkdl_pipe import storage
 from sparkdl_pipe.config import ScoreConfig
-from sparkdl_pipe.driver.files import (
-    MANIFEST_SUFFIXES,
-    read_input_files,
-    read_manifest_table,
-    resolved_path,
+from sparkdl_pipe.driver.sources import (
+    READER_DECODED,
+    detect_format,
+    folder_frame,
+    hidden_files,
+    is_dataset_split,
+    list_input_files,
     spread,
+    table_source,
 )
 from sparkdl_pipe.errors import DatasetError, UserInputError
 from sparkdl_pipe.executor.parts import keep_reported, write_empty
@@ -60,17 +63,6 @@ class ScoreResult:
                 f"skipped hidden files {self.skipped_hidden}; output {self.output}")
 
 
-def _detect_format(url: str, fmt: str) -> str:
-    if fmt != "auto":
-        return fmt
-    head, _, name = url.rstrip("/").rpartition("/")
-    if name in storage.SPLITS and storage.exists(storage.join(head, storage.MANIFEST_FILE)):
-        return "petastorm"  # a split of an ingested dataset
-    if url.lower().endswith(MANIFEST_SUFFIXES):
-        return "manifest"
-    return "folder"
-
-
 def split_dataset_info(split_url: str, given: str):
     """The dataset an ingested split (``.../D/train``) belongs to; one line when it is not one."""
     try:
@@ -79,10 +71,28 @@ def split_dataset_info(split_url: str, given: str):
         raise DatasetError(f"{given} is not a split of a sparkdl_pipe dataset", fix=str(e)) from e
 
 
+def score_format(inp: str, fmt: str, modality) -> str:
+    """``petastorm`` (a split of an ingested dataset), ``folder`` or a table format, for any kind.
+
+    ``manifest`` (a table of paths, the historical image name) is the table format of its name;
+    ``txt`` is another name of ``folder``.
+    """
+    if fmt == "petastorm" or (fmt == "auto" and is_dataset_split(inp)):
+        return "petastorm"
+    if fmt == "manifest":
+        if modality.table_reads != "path":
+            raise UserInputError("--input-format", f"auto, folder, petastorm or a table format for a {modality.kind} "
+                                 "model", fmt)
+        return detect_format(inp, "auto", modality.describe_input())
+    return detect_format(inp, fmt, modality.describe_input())
+
+
 def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
     """Score ``cfg.input`` with the model in ``cfg.model``; write predictions and rejects to ``cfg.output``.
 
-    Runs on: driver. Preprocessing is the function ingest used, with the spec from the model card.
+    Runs on: driver. Written once for every kind of data: the records go through the model's
+    modality (the preparation ingest used, with the spec and what was fitted, from the model
+    directory) and the task's prediction columns.
 
     >>> res = run_scoring(spark, ScoreConfig("models/fmnist", "new_images/", "scores/"))  # doctest: +SKIP
     >>> res.input_rows == res.scored + res.rejected  # doctest: +SKIP
@@ -92,19 +102,16 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
 
     t0 = time.time()
     model = load_model_info(cfg.model)
+    modality = modalities.get(model.kind)
     inp, out = storage.to_url(cfg.input), storage.to_url(cfg.output)
     if not storage.exists(inp):
         raise DatasetError(f"input {cfg.input} does not exist")
     storage.prepare_output(out, cfg.overwrite)
     # safe mode and the card's sha256, once, before any task (the file is fetched to this node's cache)
     check_model_file(fetch_model(model.model_url, model.model_id), model.spec.shape, len(model.labels))
-    if model.kind == "text":
-        from sparkdl_pipe.driver.score_text import run_text_scoring
-
-        return run_text_scoring(spark, cfg, model, inp, out, t0)
-    fmt = _detect_format(inp, cfg.input_format)
     spec = model.spec
-    labels = model.labels
+    modality.load_artifacts(model.url, spec, model.card)  # a missing or altered vocabulary fails here
+    fmt = score_format(inp, cfg.input_format, modality)
     hidden: list[str] = []
     unknown_labels = 0
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.batch_size))
@@ -113,29 +120,32 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
         if info.spec.fingerprint() != spec.fingerprint():
             raise DatasetError("the data's preprocessing does not match the model's",
                                f"{spec.to_dict()} (model card)", info.spec.to_dict(),
-                               "Re-ingest the data with the model's image size and channels, or score raw files")
+                               "Re-ingest the data with the model's spec, or score the raw records")
         src = spark.read.parquet(storage.spark_path(inp)).select(
-            "path", "image", F.col("label_name").alias("true_label"))
-        source = "pixels"
-    elif fmt == "manifest":
-        df = read_manifest_table(spark, inp, {cfg.manifest_path_col: "--path-col"})
-        resolved = resolved_path(inp, cfg.manifest_path_col)
-        true = F.col("label").cast("string") if "label" in df.columns else F.lit(None).cast("string")
-        src = spread(df.select(resolved.alias("path"), true.alias("true_label")), rows_per_partition=5000)
-        if "label" in df.columns:
-            unknown_labels = src.filter(F.col("true_label").isNotNull() & ~F.col("true_label").isin(labels)).count()
-        source = "path"
+            modality.key, modality.feature, F.col("label_name").alias("true_label"))
+        source = "stored"
     elif fmt == "folder":
-        src, hidden = read_input_files(spark, inp)
-        source = "path"
+        listing = list_input_files(inp)
+        src, hidden, source = folder_frame(spark, listing.files), listing.hidden, "path"
     else:
-        raise UserInputError("--input-format", "auto, folder, manifest or petastorm for an image model", fmt)
-
-    threads = score_threads(spark)
+        reads = modality.table_reads
+        table, has_label = table_source(spark, inp, fmt, main_col=cfg.manifest_path_col if reads == "path" else cfg.text_col,
+                             main_flag="--path-col" if reads == "path" else "--text-col", reads=reads,
+                             label_col=cfg.label_col, id_col=cfg.id_col, label_required=False)
+        src = spread(table.withColumnRenamed("label_name", "true_label"), rows_per_partition=5000 if reads == "path"
+                     else 20000)
+        hidden, source = hidden_files(inp), reads
+        if has_label:
+            unknown_labels = src.filter(F.col("true_label").isNotNull()
+                                        & ~F.trim(F.col("true_label")).isin(model.labels)).count()
+        else:
+            src = src.drop("true_label")
     fn = partial(score_batches, model_path=model.model_url, model_id=model.model_id, model_name=model.name,
-                 spec_dict=spec.to_dict(), labels=labels, batch_size=cfg.batch_size, source=source,
-                 threads=threads, root=inp if fmt == "folder" else None)
-    return write_scores(src, fn, cfg, model, inp, out, fmt, hidden, t0,
+                 modality_ref=modality.ref, spec_dict=spec.to_dict(), model_dir=model.url, card=model.card,
+                 labels=model.labels, batch_size=cfg.batch_size, source=source, threads=score_threads(spark),
+                 root=inp if fmt == "folder" else None, decoded_by_reader=fmt in READER_DECODED,
+                 task_name=model.task)
+    return write_scores(src, fn, cfg, model, inp, out, fmt, hidden, t0, id_col=modality.key,
                         unknown_labels=unknown_labels)
 
 
@@ -171,7 +181,7 @@ def write_scores(src, score_fn, cfg: ScoreConfig, model, inp: str, out: str, fmt
         rj.enforce_limit(cfg.max_rejects, rejects_by_reason, [(p, r) for r, p in examples.items()], out)
         acc = correct / labelled if labelled else None
         devices = sorted({r["name"] for r in summary if r["kind"] == "device"})
-        for d, schema, n in (("predictions", predictions_schema(id_col), n_ok),
+        for d, schema, n in (("predictions", predictions_schema(id_col, model.task), n_ok),
                              ("rejects", rj.arrow_schema(id_col), n_rej)):
             rows = sum(r["n"] for r in summary if r["kind"] == "file" and r["name"].startswith(d + "/"))
             if rows != n:  # the tasks' counts and their files disagree: our bug

@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sparkdl_pipe import storage
 from sparkdl_pipe.errors import TrainingError
@@ -181,7 +182,7 @@ class _Tail:
         self.out.flush()
 
 
-def run_ranks(spark, fn, params: dict, num_proc: int, env: dict, heartbeat_dir: str, rank_timeout: float,
+def run_ranks(spark, fn, params: Any, num_proc: int, env: dict, heartbeat_dir: str, rank_timeout: float,
               start_timeout: int = 600, poll: float = 1.0, transport: str = "gloo") -> list:
     """``horovod.spark.run(fn, (params,), num_proc)`` under the watchdog; a TrainingError on any loss.
 

@@ -1,7 +1,8 @@
 """Rank-0 Keras callbacks that make training visible: progress lines and TensorBoard scalars.
 
-Runs on: executors (inside the Horovod rank started by :func:`sparkdl_pipe.executor.train_worker.train_rank`).
-TensorFlow and tf_keras are imported inside :func:`make_rank_callbacks`.
+Runs on: executors (inside the Horovod rank started by :func:`sparkdl_pipe.executor.train_worker.train_rank`)
+and the driver (:func:`parse_progress_line`). The Keras callbacks themselves are in
+:mod:`sparkdl_pipe.executor.keras_callbacks`; TensorFlow is imported inside :func:`write_scalars`.
 
 Progress channel: rank 0 sends one JSON line per epoch over TCP to a small server the driver
 runs for the length of the training (:class:`sparkdl_pipe.driver.progress.ProgressServer`, at
@@ -18,7 +19,6 @@ metadata: the event files are the ones TensorBoard's scalar dashboard reads.
 from __future__ import annotations
 
 import json
-import time
 
 PROGRESS_MARK = "SPARKDL_PROGRESS "
 
@@ -88,55 +88,3 @@ def write_scalars(writer, record: dict, step: int) -> None:
                 tf.summary.write(tag, tf.constant(float(record[key]), dtype=tf.float32), step=step,
                                  metadata=meta)
     writer.flush()
-
-
-def make_rank_callbacks(p: dict, rank: int, size: int, history: list[dict]) -> list:
-    """Rank 0's progress and TensorBoard callbacks (an empty list on other ranks).
-
-    ``history`` is the list the averaging callback appends each epoch's cross-rank record to; these
-    callbacks must come after it in the callback list, and read ``history[-1]``.
-    """
-    if rank != 0:
-        return []
-    import tensorflow as tf
-    import tf_keras as keras
-
-    epochs = int(p["epochs"])
-
-    class Progress(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.t0 = time.time()
-            addr = p.get("progress_address")  # "host:port" of the driver's ProgressServer
-            host, _, port = addr.rpartition(":") if addr else ("", "", "")
-            self.sink = ProgressSink((host, int(port)) if addr else None)
-            self.sink.send({"event": "start", "ranks": size, "epochs": epochs,
-                            "steps_per_epoch": int(p["steps_per_epoch"]), "batch_size": int(p["batch_size"])})
-
-        def on_train_end(self, logs=None):
-            self.sink.close()
-
-        def on_epoch_end(self, epoch, logs=None):
-            if not history:
-                return
-            elapsed = time.time() - self.t0
-            done = epoch + 1
-            rec = {"event": "epoch", "epochs": epochs, **history[-1], "elapsed_s": elapsed,
-                   "eta_s": elapsed / done * (epochs - done)}
-            self.sink.send(rec)
-
-    callbacks: list = [Progress()]
-    tb_dir = p.get("tensorboard_dir")
-    if tb_dir:
-        class TensorBoardScalars(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.writer = tf.summary.create_file_writer(tb_dir)
-
-            def on_epoch_end(self, epoch, logs=None):
-                if history:
-                    write_scalars(self.writer, history[-1], step=epoch + 1)
-
-            def on_train_end(self, logs=None):
-                self.writer.close()
-
-        callbacks.append(TensorBoardScalars())
-    return callbacks

@@ -1,141 +1,131 @@
 """Ingest batch functions, run by ``mapInPandas`` in the executors: a pandas batch at a time.
 
-Runs on: executors. Arguments are plain values (no SparkSession, no large objects in closures).
+Written once for every kind of data; what differs is the :class:`~sparkdl_pipe.modalities.base.Modality`
+the tasks resolve from its ``module:attribute`` reference.
+
+- :func:`key_records`: the split key, label and split hint of each record (no bytes read yet);
+- :func:`prepare_records`: a fitted modality's first pass (read, prepare; one row per record);
+- :func:`write_records`: read, prepare, encode (or encode what was prepared) and write each split's
+  Parquet part files and the rejects, returning only summary rows.
+
+Runs on: executors. Arguments are plain values or a Spark broadcast (what the modality fitted).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 
 from sparkdl_pipe.executor.parts import PartWriter
-from sparkdl_pipe.executor.reading import path_of, read_bytes
+from sparkdl_pipe.executor.reading import read_bytes
 from sparkdl_pipe.executor.worker import prune_zip_importers
-from sparkdl_pipe.preprocess.image import decode_image
-from sparkdl_pipe.preprocess.spec import ImageSpec
-from sparkdl_pipe.rejects import MISSING_FILE, NO_LABEL, UNKNOWN_LABEL, count_by_reason
-
-SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                 "validation": "val", "dev": "val", "test": "test", "testing": "test"}
-
-__all__ = ["KEYED_DDL", "MISSING_FILE", "NO_LABEL", "SUMMARY_DDL", "decode_and_write", "key_record",
-           "key_records", "label_from_rel_path", "path_of", "read_bytes", "relative_to", "root_prefix",
-           "stable_hash"]
+from sparkdl_pipe.records import (
+    clean_label,
+    content_id,
+    label_from_rel_path,
+    relative_to,
+    root_prefix,
+    split_hint,
+    stable_hash,
+)
+from sparkdl_pipe.rejects import MISSING_FILE, NO_LABEL, UNKNOWN_LABEL, count_by_reason, malformed_reason
 
 #: Spark DDL of what :func:`key_records` yields (plus ``content`` when its input has the bytes).
 KEYED_DDL = ("path string, rel_path string, label_name string, split_hint string, u double, "
              "order_key long, reason string, message string")
 
-#: Spark DDL of what :func:`decode_and_write` yields: a few summary rows per task, never the images.
+#: Spark DDL of what :func:`write_records` yields: a few summary rows per task, never the records.
 #: ``kind`` is ``file`` (a Parquet file the task wrote: split, name, n rows), ``class`` (split,
-#: label_name, n accepted) or ``reject`` (reason, n, one example path).
+#: label_name, n accepted), ``reject`` (reason, n, one example path) or ``stat`` (split, the stat's
+#: name, its sum over the task's accepted records).
 SUMMARY_DDL = "kind string, split string, label_name string, reason string, n long, name string"
 
-def stable_hash(seed: int, key: str) -> tuple[float, int]:
-    """(u in [0, 1), a signed 63-bit order key) from a seed and a record key. Stable everywhere."""
-    d = hashlib.sha1(f"{seed}:{key}".encode()).digest()
-    u = int.from_bytes(d[:8], "big") / 2.0**64
-    order = int.from_bytes(d[8:16], "big") >> 1
-    return u, order
 
+def key_record(path, label, hint, seed: int, root_path: str | None, from_table: bool,
+               allowed: set[str] | None, content=None, malformed=None, need_label: bool = True) -> tuple:
+    """(record key, rel_path, label, split hint, u, order_key, reason, message) of one input record.
 
-def relative_to(url: str, root_path: str | None) -> str:
-    """``url``'s filesystem path relative to ``root_path`` (a path ending in '/'), or the whole path."""
-    fp = path_of(url)
-    return fp[len(root_path):] if root_path and fp.startswith(root_path) else fp
-
-
-def root_prefix(root: str) -> str:
-    """The prefix :func:`relative_to` strips: the root's filesystem path with a trailing '/'."""
-    return path_of(root).rstrip("/") + "/"
-
-
-def label_from_rel_path(rel: str) -> tuple[str | None, str | None]:
-    """(label, split hint) for ``[split/]label/.../file`` relative paths; the label is the parent folder."""
-    parts = [p for p in rel.split("/") if p]
-    if len(parts) < 2:
-        return None, None
-    hint = SPLIT_ALIASES.get(parts[0].lower()) if len(parts) >= 3 else None
-    return parts[-2], hint
-
-
-def key_record(path: str, label, hint, seed: int, root_path: str | None, from_manifest: bool,
-               allowed: set[str] | None) -> tuple:
-    """(rel_path, label, split hint, u, order_key, reason, message) of one input record, before decoding.
-
-    Folder input (``from_manifest`` false): label and hint come from ``path`` relative to
-    ``root_path``. Manifest input: from the given ``label``/``hint`` values. A record with no label,
-    or a label not in ``allowed``, is rejected here (it is never read).
+    Folder input (``from_table`` false): label and hint come from ``path`` relative to
+    ``root_path`` (:func:`~sparkdl_pipe.records.label_from_rel_path`). Table input: from the given
+    ``label``/``hint`` cells, and the split key is the path or id (a table row with no id is keyed
+    by a hash of its content). A record the reader could not parse, with no label (when
+    ``need_label``), or with a label not in ``allowed`` is rejected here: it is never read.
     """
-    if from_manifest:
+    if from_table:
+        if not (isinstance(path, str) and path != ""):
+            path = content_id(content if content is not None else malformed)
         rel = path
-        if isinstance(label, str):
-            label = label.strip() or None
-        elif label is not None and not pd.isna(label):
-            label = str(label)
-        else:
-            label = None
-        hint = SPLIT_ALIASES.get(str(hint).strip().lower()) if isinstance(hint, str) else None
+        label, hint = clean_label(label), split_hint(hint)
     else:
         rel = relative_to(path, root_path)
         label, hint = label_from_rel_path(rel)
     u, order = stable_hash(seed, rel)
     reason = message = None
-    if label is None:
+    if malformed is not None:
+        reason, message = malformed_reason(malformed)
+    elif need_label and label is None:
         reason, message = NO_LABEL, "no label: put the file in a <label>/ folder or give a label column"
-    elif allowed is not None and label not in allowed:
+    elif allowed is not None and label is not None and label not in allowed:
         reason, message = UNKNOWN_LABEL, f"label {label!r} is not one of --labels {sorted(allowed)}"[:300]
-    return rel, label, hint, u, order, reason, message
+    return path, rel, label, hint, u, order, reason, message
 
 
 def key_records(batches: Iterator[pd.DataFrame], seed: int, root: str | None, from_manifest: bool,
                 allowed_labels: list[str] | None = None) -> Iterator[pd.DataFrame]:
-    """:func:`key_record` for every row (``path`` [, ``label_name``, ``split_hint``] [, ``content``]).
-
-    Rows of :data:`KEYED_DDL`, with ``content`` passed through when the input has it.
+    """:func:`key_record` for every row (``path`` [, ``label_name``, ``split_hint``, ``content``,
+    ``malformed``]). Rows of :data:`KEYED_DDL`, with ``content`` passed through when the input has it.
     """
     prune_zip_importers()
     root_path = root_prefix(root) if root else None
     allowed = set(allowed_labels) if allowed_labels is not None else None
-    names = ["rel_path", "label_name", "split_hint", "u", "order_key", "reason", "message"]
+    names = ["path", "rel_path", "label_name", "split_hint", "u", "order_key", "reason", "message"]
     for pdf in batches:
-        labels = pdf["label_name"] if from_manifest else [None] * len(pdf)
-        hints = pdf["split_hint"] if from_manifest else [None] * len(pdf)
-        keyed = [key_record(p, lab, h, seed, root_path, from_manifest, allowed)
-                 for p, lab, h in zip(pdf["path"], labels, hints, strict=True)]
+        n = len(pdf)
+
+        def col(name: str):
+            return pdf[name] if name in pdf.columns else [None] * n  # noqa: B023
+
+        keyed = [key_record(p, lab, h, seed, root_path, from_manifest, allowed, c, bad)
+                 for p, lab, h, c, bad in zip(pdf["path"], col("label_name"), col("split_hint"), col("content"),
+                                              col("malformed"), strict=True)]
         out = pd.DataFrame(keyed, columns=names) if keyed else pd.DataFrame({k: [] for k in names})
-        out.insert(0, "path", pdf["path"].to_numpy())
         if "content" in pdf.columns:
             out["content"] = pdf["content"].to_numpy()
         yield out
 
 
-def _fixed_binary(arrays: list[np.ndarray]):
-    """Equal-sized uint8 arrays as one Arrow binary array, built with numpy (no per-row objects)."""
+def _fixed_binary(arrays: list[np.ndarray], dtype: str):
+    """Equal-sized arrays as one Arrow binary array of their raw bytes, built with numpy (no per-row objects)."""
     import pyarrow as pa
 
-    flat = np.stack(arrays).reshape(len(arrays), -1)
+    flat = np.ascontiguousarray(np.stack(arrays), dtype=dtype).reshape(len(arrays), -1).view(np.uint8)
     width = flat.shape[1]
     offsets = np.arange(0, (len(arrays) + 1) * width, width, dtype=np.int32)
     return pa.Array.from_buffers(pa.binary(), len(arrays), [None, pa.py_buffer(offsets), pa.py_buffer(flat)])
 
 
+def split_arrow_schema(modality):
+    """The Arrow schema of a split's Parquet files: feature, label, label_name, record key."""
+    import pyarrow as pa
+
+    return pa.schema([(modality.feature, pa.binary()), ("label", pa.int32()), ("label_name", pa.string()),
+                      (modality.key, pa.string())])
+
+
 class _SplitFile:
-    """One task's part file of one split: images buffered and written ``rows_per_group`` at a time."""
+    """One task's part file of one split: records buffered and written ``rows_per_group`` at a time."""
 
-    def __init__(self, staging: str, split: str, rows_per_group: int) -> None:
-        from sparkdl_pipe.schema import image_arrow_schema
-
-        self.part = PartWriter(staging, split, image_arrow_schema(), use_dictionary=["label", "label_name"],
+    def __init__(self, staging: str, split: str, rows_per_group: int, modality) -> None:
+        self.part = PartWriter(staging, split, split_arrow_schema(modality), use_dictionary=["label", "label_name"],
                                write_statistics=["label", "label_name"])
+        self.dtype = modality.dtype
         self.rows_per_group = rows_per_group
         self.buf: tuple[list, list, list, list] = ([], [], [], [])
 
-    def add(self, image: np.ndarray, label: int, label_name: str, path: str) -> None:
-        for col, v in zip(self.buf, (image, label, label_name, path), strict=True):
+    def add(self, feature: np.ndarray, label: int, label_name: str, key: str) -> None:
+        for col, v in zip(self.buf, (feature, label, label_name, key), strict=True):
             col.append(v)
         if len(self.buf[0]) >= self.rows_per_group:
             self.flush()
@@ -143,10 +133,10 @@ class _SplitFile:
     def flush(self) -> None:
         import pyarrow as pa
 
-        images, labels, names, paths = self.buf
-        if images:
-            self.part.write(pa.table([_fixed_binary(images), pa.array(labels, pa.int32()),
-                                      pa.array(names, pa.string()), pa.array(paths, pa.string())],
+        features, labels, names, keys = self.buf
+        if features:
+            self.part.write(pa.table([_fixed_binary(features, self.dtype), pa.array(labels, pa.int32()),
+                                      pa.array(names, pa.string()), pa.array(keys, pa.string())],
                                      schema=self.part.schema))
         self.buf = ([], [], [], [])
 
@@ -155,55 +145,120 @@ class _SplitFile:
         return self.part.close()
 
 
-def decode_and_write(batches: Iterator[pd.DataFrame], spec_dict: dict, staging: str,
-                     rows_per_group: dict[str, int]) -> Iterator[pd.DataFrame]:
-    """Decode + resize a partition of keyed records and write them, in order, as Parquet files.
+def read_and_prepare(modality, spec, path, data, has_content: bool, decoded_by_reader: bool):
+    """(prepared value, reason, message, stats) of one keyed record: its bytes read here unless given."""
+    if not has_content:
+        if not isinstance(path, str):
+            return None, MISSING_FILE, "no path (null)", None
+        data, reason, message = read_bytes(path)
+        if reason is not None:
+            return None, reason, message, None
+    got = modality.prepare(data, spec, decoded_by_reader)
+    return got.value, got.reason, got.message, got.stats
 
-    Input rows: :data:`KEYED_DDL` plus ``split`` and ``label`` (null for records already rejected)
-    and optionally ``content`` (the bytes; else they are read here by path, failures becoming
-    reasons). Accepted records go to ``<staging>/<split>/part-<task>-<attempt>.parquet`` in row
-    groups of ``rows_per_group[split]`` rows; rejected ones to ``<staging>/rejects/...``. Only
-    summary rows (:data:`SUMMARY_DDL`) go back to Spark: the driver keeps the files its successful
-    tasks name and checks their footers. Every input row is one accepted or one rejected record.
-    """
-    import pyarrow as pa
 
-    from sparkdl_pipe.rejects import arrow_schema
+def prepared_ddl(modality) -> str:
+    """Spark DDL of what :func:`prepare_records` yields for ``modality``."""
+    stats = "".join(f", stat_{s} long" for s in modality.stat_names)
+    return f"{KEYED_DDL}, split string, label int, {modality.prepared_ddl}{stats}"
+
+
+def prepare_records(batches: Iterator[pd.DataFrame], modality_ref: str, spec_dict: dict,
+                    decoded_by_reader: bool = False) -> Iterator[pd.DataFrame]:
+    """A fitted modality's first pass: read and prepare every keyed record (split and label
+    assigned), one output row per input row (:func:`prepared_ddl`); rejects keep their reason."""
+    from sparkdl_pipe.modalities import resolve
 
     prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
-    spec = ImageSpec.from_dict(spec_dict)
-    files: dict[str, _SplitFile] = {}
-    per_class: dict[tuple[str, str], int] = {}
-    rejects: tuple[list, list, list] = ([], [], [])
+    modality = resolve(modality_ref)
+    spec = modality.spec_type.from_dict(spec_dict)
+    keep = ["path", "rel_path", "label_name", "split_hint", "u", "order_key", "reason", "message", "split", "label"]
+    value_cols = [c.split()[0] for c in modality.prepared_ddl.split(",")]
     for pdf in batches:
         has_content = "content" in pdf.columns
         contents = pdf["content"] if has_content else [None] * len(pdf)
-        for path, split, label, name, reason, message, data in zip(
+        out = {k: list(pdf[k]) for k in keep}
+        values: dict[str, list] = {c: [] for c in value_cols}
+        stats: dict[str, list] = {s: [] for s in modality.stat_names}
+        for i, (path, data) in enumerate(zip(pdf["path"], contents, strict=True)):
+            value = got_stats = None
+            if out["reason"][i] is None:
+                value, out["reason"][i], out["message"][i], got_stats = read_and_prepare(
+                    modality, spec, path, data, has_content, decoded_by_reader)
+            row = modality.prepared_row(value) if out["reason"][i] is None else {}
+            for c in value_cols:
+                values[c].append(row.get(c))
+            for s in modality.stat_names:
+                stats[s].append(int((got_stats or {}).get(s, 0)))
+        frame = pd.DataFrame({**out, **values, **{f"stat_{s}": v for s, v in stats.items()}})
+        frame["label"] = frame["label"].astype("Int32")
+        yield frame
+
+
+def write_records(batches: Iterator[pd.DataFrame], modality_ref: str, spec_dict: dict, staging: str,
+                  rows_per_group: dict[str, int], artifacts=None, from_prepared: bool = False,
+                  decoded_by_reader: bool = False) -> Iterator[pd.DataFrame]:
+    """Prepare + encode a partition of keyed records and write them, in order, as Parquet files.
+
+    Input rows: :data:`KEYED_DDL` plus ``split`` and ``label`` (null for records already rejected)
+    and optionally ``content`` (the bytes; else they are read here by path, failures becoming
+    reasons); with ``from_prepared``, the rows of :func:`prepare_records` instead. Accepted records
+    go to ``<staging>/<split>/part-<task>-<attempt>.parquet`` in row groups of
+    ``rows_per_group[split]`` rows; rejected ones to ``<staging>/rejects/...``. Only summary rows
+    (:data:`SUMMARY_DDL`) go back to Spark: the driver keeps the files its successful tasks name
+    and checks their footers. Every input row is one accepted or one rejected record.
+    ``artifacts``: what the modality fitted (a Spark broadcast, or None).
+    """
+    import pyarrow as pa
+
+    from sparkdl_pipe.modalities import resolve
+    from sparkdl_pipe.rejects import arrow_schema
+
+    prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
+    modality = resolve(modality_ref)
+    spec = modality.spec_type.from_dict(spec_dict)
+    fitted = artifacts.value if artifacts is not None and hasattr(artifacts, "value") else artifacts
+    files: dict[str, _SplitFile] = {}
+    per_class: dict[tuple[str, str], int] = {}
+    sums: dict[tuple[str, str], int] = {}
+    rejects: tuple[list, list, list] = ([], [], [])
+    stat_cols = [f"stat_{s}" for s in modality.stat_names]
+    for pdf in batches:
+        has_content = "content" in pdf.columns
+        contents = pdf["content"] if has_content else [None] * len(pdf)
+        records = pdf.to_dict("records") if from_prepared else None
+        for i, (path, split, label, name, reason, message, data) in enumerate(zip(
                 pdf["path"], pdf["split"], pdf["label"], pdf["label_name"], pdf["reason"], pdf["message"],
-                contents, strict=True):
-            image = None
+                contents, strict=True)):
+            feature = stats = None
             if reason is None:
-                if not has_content:
-                    data, reason, message = read_bytes(path)
+                if from_prepared:
+                    row = records[i]  # type: ignore[index]
+                    value, stats = modality.from_prepared_row(row), {c[5:]: row[c] for c in stat_cols}
+                else:
+                    value, reason, message, stats = read_and_prepare(modality, spec, path, data, has_content,
+                                                                      decoded_by_reader)
                 if reason is None:
-                    res = decode_image(data, spec)
-                    image, reason, message = res.array, res.reason, res.message
-            if reason is not None or image is None:
+                    feature = modality.encode(value, spec, fitted)
+            if reason is not None or feature is None:
                 for col, v in zip(rejects, (path, reason, message), strict=True):
                     col.append(v)
                 continue
             if split not in files:
-                files[split] = _SplitFile(staging, split, rows_per_group[split])
-            files[split].add(image, int(label), name, path)
+                files[split] = _SplitFile(staging, split, rows_per_group[split], modality)
+            files[split].add(feature, int(label), name, path)
             per_class[(split, name)] = per_class.get((split, name), 0) + 1
+            for s, v in (stats or {}).items():
+                sums[(split, s)] = sums.get((split, s), 0) + int(v)
     summary: list[tuple] = []
     for s, f in files.items():
         done = f.close()
         if done:
             summary.append(("file", s, None, None, done[1], done[0]))
     summary += [("class", s, name, None, n, None) for (s, name), n in per_class.items()]
+    summary += [("stat", s, None, None, n, stat) for (s, stat), n in sums.items()]
     if rejects[0]:
-        part = PartWriter(staging, "rejects", arrow_schema())
+        part = PartWriter(staging, "rejects", arrow_schema(modality.key))
         part.write(pa.table([pa.array(c, pa.string()) for c in (*rejects, ["ingest"] * len(rejects[0]))],
                             schema=part.schema))
         done = part.close()

@@ -16,16 +16,14 @@ import numpy as np
 import pandas as pd
 
 from sparkdl_pipe.executor.devices import DeviceAssignment, pin_task_gpu, task_gpu_addresses
-from sparkdl_pipe.executor.ingest import label_from_rel_path, relative_to, root_prefix
-from sparkdl_pipe.executor.reading import read_bytes
+from sparkdl_pipe.executor.ingest import read_and_prepare
 from sparkdl_pipe.executor.worker import prune_zip_importers
-from sparkdl_pipe.preprocess.image import decode_image, stack_images
-from sparkdl_pipe.preprocess.spec import ImageSpec
+from sparkdl_pipe.records import clean_label, content_id, label_from_rel_path, relative_to, root_prefix
 from sparkdl_pipe.rejects import MISSING_FILE
-from sparkdl_pipe.schema import decode_pixels
+from sparkdl_pipe.schema import decode_features
 
-#: Spark DDL of what :func:`score_batches` yields.
-SCORED_DDL = ("path string, true_label string, prediction int, label_name string, probability double, "
+#: What :func:`score_batches` yields (the record key is the modality's: ``path`` for images, ``id`` for text).
+SCORED_DDL = ("<key> string, true_label string, prediction int, label_name string, probability double, "
               "model_name string, model_id string, reason string, message string, device string")
 
 #: Spark DDL of what :func:`write_scored` yields: summary rows, never the predictions themselves.
@@ -73,15 +71,6 @@ class ModelCache:
 
 
 MODEL_CACHE = ModelCache()
-
-
-def _true_labels(pdf: pd.DataFrame, root_path: str | None, known: set[str]) -> list:
-    if "true_label" in pdf:  # a manifest's label column: a label the model never saw is no true label
-        return [lab if isinstance(lab, str) and lab in known else None for lab in pdf["true_label"]]
-    if root_path is None:
-        return [None] * len(pdf)
-    labels = [label_from_rel_path(relative_to(p, root_path))[0] for p in pdf["path"]]
-    return [lab if lab in known else None for lab in labels]
 
 
 def _device_record() -> str:
@@ -136,132 +125,121 @@ def predict_arrays(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate([np.asarray(forward(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
 
 
-def predict_column(model, blobs: pd.Series, spec: ImageSpec, source: str, batch_size: int
-                   ) -> tuple[np.ndarray, np.ndarray, list[str | None], list[str | None]]:
-    """(class index or -1, max probability or NaN, reject reason, message) for one batch of inputs.
+def model_inputs(modality, spec, artifacts, values, source: str, decoded_by_reader: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray, list[str | None], list[str | None]]:
+    """(model input for the usable rows, usable mask, reject reason, message) for one batch.
 
-    ``source``: ``content`` (image file bytes), ``path`` (read the file here) or ``pixels`` (stored
-    Petastorm pixels). Runs on: executors.
+    ``source``: ``stored`` (an ingested split's feature cells), ``path`` (read each file here) or
+    ``content`` (the record's bytes). Raw records go through the modality's :meth:`prepare` and
+    :meth:`encode`, exactly as ingest did. Runs on: executors.
     """
-    n = len(blobs)
+    n = len(values)
     reason: list[str | None] = [None] * n
     message: list[str | None] = [None] * n
-    if source == "pixels":
-        x = decode_pixels(list(blobs), spec.shape)
-        ok = np.ones(n, dtype=bool)
+    if source == "stored":
+        return decode_features(list(values), spec.shape, modality.dtype), np.ones(n, dtype=bool), reason, message
+    rows: list[np.ndarray] = []
+    ok = np.zeros(n, dtype=bool)
+    for i, v in enumerate(values):
+        if v is None or (source == "path" and not isinstance(v, str)):
+            reason[i], message[i] = MISSING_FILE, "no input (null)"
+            continue
+        if isinstance(v, str) and source == "content":
+            v = v.encode("utf-8")  # a string cell: its text, decoded strictly like any bytes
+        value, reason[i], message[i], _ = read_and_prepare(modality, spec, v, v, source == "content",
+                                                           decoded_by_reader)
+        if reason[i] is None:
+            rows.append(modality.encode(value, spec, artifacts))
+            ok[i] = True
+    x = np.stack(rows) if rows else np.zeros((0, *spec.shape), dtype=np.dtype(modality.dtype).newbyteorder("="))
+    return x, ok, reason, message
+
+
+def _keys_and_labels(pdf: pd.DataFrame, source: str, root_path: str | None, known: set[str], key_col: str):
+    """(record keys, true labels the model knows) of a batch: a label column, else the label folder."""
+    if source == "content":
+        keys = [k if isinstance(k, str) and k != "" else content_id(c if c is not None else b)
+                for k, c, b in zip(pdf["path"], pdf["content"], pdf.get("malformed", [None] * len(pdf)), strict=True)]
     else:
-        arrays: list[np.ndarray] = []
-        ok_list: list[bool] = []
-        for i, blob in enumerate(blobs):
-            if blob is None or (source == "path" and not isinstance(blob, str)):
-                reason[i], message[i] = MISSING_FILE, "no input (null)"
-                ok_list.append(False)
-                continue
-            if source == "path":
-                blob, why, msg = read_bytes(blob)
-                if why is not None:
-                    reason[i], message[i] = why, msg
-                    ok_list.append(False)
-                    continue
-            res = decode_image(blob, spec)
-            if res.array is not None:
-                arrays.append(res.array)
-                ok_list.append(True)
-            else:
-                reason[i], message[i] = res.reason, res.message
-                ok_list.append(False)
-        ok = np.asarray(ok_list, dtype=bool)
-        x = stack_images(arrays, spec)
-    pred, prob = best_class(predict_arrays(model, x, batch_size), ok)
-    return pred, prob, reason, message
-
-
-def best_class(probs: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(class index, its probability) per row; -1 and NaN where ``ok`` is False (rejected rows).
-
-    ``probs`` holds one row per ``ok`` row. Runs on: executors (image and text scoring).
-    """
-    pred = np.full(len(ok), -1, dtype=np.int64)
-    prob = np.full(len(ok), np.nan)
-    if len(probs):
-        pred[ok] = probs.argmax(axis=1)
-        prob[ok] = probs.max(axis=1)
-    return pred, prob
-
-
-def scored_frame(key_col: str, keys, true_label, pred: np.ndarray, prob: np.ndarray, names: np.ndarray,
-                 model_name: str, model_id: str, reason: list, message: list, device) -> pd.DataFrame:
-    """The rows :data:`SCORED_DDL` describes (``key_col`` is ``path`` for images, ``id`` for text)."""
-    ok = pred >= 0
-    return pd.DataFrame({
-        key_col: keys,
-        "true_label": true_label,
-        "prediction": pd.Series(np.where(ok, pred, 0), dtype="Int32").mask(~ok).values,
-        "label_name": [names[i] if i >= 0 else None for i in pred],
-        "probability": prob,
-        "model_name": model_name,
-        "model_id": model_id,
-        "reason": reason,
-        "message": message,
-        "device": device,
-    })
+        keys = [str(k) for k in pdf[key_col]]
+    if "true_label" in pdf:  # a label column: a label the model never saw is no true label
+        labels = [clean_label(x) for x in pdf["true_label"]]
+    elif root_path is not None:
+        labels = [label_from_rel_path(relative_to(p, root_path))[0] for p in pdf["path"]]
+    else:
+        labels = [None] * len(pdf)
+    return keys, [lab if lab in known else None for lab in labels]
 
 
 def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: str, model_name: str,
-                  spec_dict: dict, labels: list[str], batch_size: int, source: str,
-                  threads: int | None = None, root: str | None = None) -> Iterator[pd.DataFrame]:
-    """Score a partition. ``source`` says what the input holds:
+                  modality_ref: str, spec_dict: dict, model_dir: str, card: dict, labels: list[str],
+                  batch_size: int, source: str, threads: int | None = None, root: str | None = None,
+                  decoded_by_reader: bool = False, task_name: str = "classification") -> Iterator[pd.DataFrame]:
+    """Score a partition of any kind of data. ``source`` says what the input holds:
 
-    ``content`` (raw file bytes), ``path`` (read the file here: folders and manifests) or
-    ``pixels`` (a Petastorm split's stored pixels). One output row per input row; rows that cannot
-    be decoded carry ``reason``/``message`` and no prediction. With ``root`` (folder input), the
-    true label is the file's label folder when the model knows that label.
+    ``stored`` (an ingested split: the modality's feature column, ``true_label``), ``path`` (files
+    to read: folders and path tables) or ``content`` (table rows holding the record: ``path`` is
+    then its id or null, with ``content`` and ``malformed``). One output row per input row (the
+    columns of :data:`SCORED_DDL`); rows that cannot be used carry ``reason``/``message`` and no
+    prediction. With ``root`` (folder input), the true label is the file's label folder when the
+    model knows that label.
     """
+    from sparkdl_pipe import tasks
+    from sparkdl_pipe.modalities import resolve
+
     prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
-    spec = ImageSpec.from_dict(spec_dict)
+    modality = resolve(modality_ref)
+    task = tasks.get(task_name)
+    spec = modality.spec_type.from_dict(spec_dict)
+    artifacts = modality.load_artifacts(model_dir, spec, card)
     root_path = root_prefix(root) if root else None
     known = set(labels)
     model = MODEL_CACHE.get(model_path, model_id, threads)
-    names = np.asarray(labels, dtype=object)
     device = _device_record()
+    col = {"stored": modality.feature, "content": "content", "path": "path"}[source]
+    key_col = modality.key if source == "stored" else "path"
     for pdf in batches:
-        col = {"pixels": "image", "content": "content", "path": "path"}[source]
-        pred, prob, reason, message = predict_column(model, pdf[col], spec, source, batch_size)
-        yield scored_frame("path", pdf["path"].astype(str).values, _true_labels(pdf, root_path, known), pred,
-                           prob, names, model_name, model_id, reason, message, device)
+        x, ok, reason, message = model_inputs(modality, spec, artifacts, pdf[col], source, decoded_by_reader)
+        keys, true = _keys_and_labels(pdf, source, root_path, known, key_col)
+        cols = task.prediction_columns(predict_arrays(model, x, batch_size), ok, labels)
+        yield pd.DataFrame({modality.key: keys, "true_label": true, **cols, "model_name": model_name,
+                            "model_id": model_id, "reason": reason, "message": message, "device": device})
 
 
 def append_predictions(batches: Iterator[pd.DataFrame], input_col: str, source: str, model_path: str,
-                       model_id: str, spec_dict: dict, labels: list[str], batch_size: int,
-                       out_cols: dict[str, str], threads: int | None = None) -> Iterator[pd.DataFrame]:
+                       model_id: str, modality_ref: str, spec_dict: dict, model_dir: str, card: dict,
+                       labels: list[str], batch_size: int, out_cols: dict[str, str],
+                       threads: int | None = None, task_name: str = "classification") -> Iterator[pd.DataFrame]:
     """Keep every input column and add prediction, predicted label, probability and reject reason.
 
-    The batch function behind the Spark ML Transformer
-    (:class:`sparkdl_pipe.ml.KerasImageClassifierModel`). ``out_cols`` maps ``prediction``,
-    ``label``, ``probability`` and ``reason`` to output column names. Runs on: executors.
+    The batch function behind the Spark ML Transformers (:mod:`sparkdl_pipe.ml`). ``out_cols`` maps
+    ``prediction``, ``label``, ``probability`` and ``reason`` to output column names. Runs on: executors.
     """
+    from sparkdl_pipe import tasks
+    from sparkdl_pipe.modalities import resolve
+
     prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
-    spec = ImageSpec.from_dict(spec_dict)
+    modality = resolve(modality_ref)
+    task = tasks.get(task_name)
+    spec = modality.spec_type.from_dict(spec_dict)
+    artifacts = modality.load_artifacts(model_dir, spec, card)
     model = MODEL_CACHE.get(model_path, model_id, threads)
-    names = np.asarray(labels, dtype=object)
     for pdf in batches:
-        pred, prob, reason, _ = predict_column(model, pdf[input_col], spec, source, batch_size)
-        ok = pred >= 0
+        x, ok, reason, _ = model_inputs(modality, spec, artifacts, pdf[input_col], source)
+        cols = task.prediction_columns(predict_arrays(model, x, batch_size), ok, labels)
         out = pdf.copy()
-        out[out_cols["prediction"]] = pd.Series(np.where(ok, pred, 0), dtype="Int32").mask(~ok).values
-        out[out_cols["label"]] = [names[i] if i >= 0 else None for i in pred]
-        out[out_cols["probability"]] = prob
+        out[out_cols["prediction"]] = cols["prediction"]
+        out[out_cols["label"]] = cols["label_name"]
+        out[out_cols["probability"]] = cols["probability"]
         out[out_cols["reason"]] = reason
         yield out
 
 
-def predictions_schema(id_col: str):
-    """The Arrow schema of the predictions table (``id_col``: ``path`` for images, ``id`` for text)."""
-    import pyarrow as pa
+def predictions_schema(id_col: str, task_name: str = "classification"):
+    """The Arrow schema of the predictions table (``id_col``: the modality's record key)."""
+    from sparkdl_pipe import tasks
 
-    return pa.schema([(id_col, pa.string()), ("prediction", pa.int32()), ("label_name", pa.string()),
-                      ("probability", pa.float64()), ("true_label", pa.string()), ("model_name", pa.string()),
-                      ("model_id", pa.string())])
+    return tasks.get(task_name).prediction_schema(id_col)
 
 
 def write_scored(frames: Iterator[pd.DataFrame], staging: str, id_col: str) -> Iterator[pd.DataFrame]:

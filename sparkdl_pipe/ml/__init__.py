@@ -4,5 +4,6 @@ Runs on: driver.
 """
 
 from sparkdl_pipe.ml.image import KerasImageClassifier, KerasImageClassifierModel
+from sparkdl_pipe.ml.text import KerasTextClassifier, KerasTextClassifierModel
 
-__all__ = ["KerasImageClassifier", "KerasImageClassifierModel"]
+__all__ = ["KerasImageClassifier", "KerasImageClassifierModel", "KerasTextClassifier", "KerasTextClassifierModel"]

@@ -1,8 +1,8 @@
 """``KerasImageClassifier`` (a Spark ML Estimator) and ``KerasImageClassifierModel`` (its Transformer).
 
-Runs on: driver. ``fit`` is the project's ingest + Horovod training over a DataFrame (the same code
-as ``sparkdl-pipe ingest-images`` and ``train``); ``transform`` is the batched scoring function
-(``mapInPandas``, the model loaded once per Python worker), adding columns to the input rows.
+Runs on: driver. The Estimator and Model are written once (:mod:`.estimator`); this module adds
+the image Params (``imageSize``, ``channels``) and the :class:`~sparkdl_pipe.preprocess.spec.ImageSpec`
+they make.
 
 >>> from pyspark.ml import Pipeline
 >>> from sparkdl_pipe.ml import KerasImageClassifier
@@ -11,68 +11,32 @@ as ``sparkdl-pipe ingest-images`` and ``train``); ``transform`` is the batched s
 >>> model = Pipeline(stages=[clf]).fit(train_df)  # doctest: +SKIP
 >>> model.write().overwrite().save("models/digits-pipeline")  # doctest: +SKIP
 >>> PipelineModel.load("models/digits-pipeline").transform(new_df)  # doctest: +SKIP
-
-Persistence: parameters are saved as Spark ML's JSON metadata (no pickle); a fitted model also
-stores its Keras file, model card and run report under ``<path>/model``.
 """
 
 from __future__ import annotations
 
-import logging
-import tempfile
-import time
-from functools import partial
-from typing import TYPE_CHECKING
-
 from pyspark import keyword_only
-from pyspark.ml import Estimator, Model
-from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.util import (
-    DefaultParamsReadable,
-    DefaultParamsReader,
-    DefaultParamsWritable,
-    DefaultParamsWriter,
-)
 
-from sparkdl_pipe import model_card as mc
-from sparkdl_pipe import storage
 from sparkdl_pipe.errors import UserInputError
-from sparkdl_pipe.ml.params import _ScoringParams, _TrainingParams
-
-if TYPE_CHECKING:
-    from sparkdl_pipe.driver.ingest import IngestResult
-    from sparkdl_pipe.driver.train import TrainResult
-
-log = logging.getLogger(__name__)
-
-#: What a saved model directory keeps of the training output (checkpoints and logs stay behind).
-_MODEL_FILES = (mc.MODEL_FILE, mc.CARD_FILE, "report.md", "plots")
-MODEL_SUBDIR = "model"
+from sparkdl_pipe.ml.estimator import _KerasEstimator, _KerasModel
+from sparkdl_pipe.ml.params import _ImageParams
 
 
-def _local_dir(path: str, what: str) -> str:
-    url = storage.to_url(path)
-    if not storage.is_local(url):
-        raise UserInputError(what, "a local or shared-filesystem path", path)
-    return storage.local_path(url)
+class KerasImageClassifierModel(_KerasModel):
+    """A trained image classifier as a Transformer (see :class:`~sparkdl_pipe.ml.estimator._KerasModel`).
+
+    ``inputCol``: image file bytes (binary) or a path/URL (string).
+    """
+
+    @keyword_only
+    def __init__(self, *, modelDir=None, inputCol=None, predictionCol=None, probabilityCol=None,
+                 predictedLabelCol=None, rejectReasonCol=None, scoreBatchSize=None) -> None:
+        super().__init__()
+        self._init_results()
+        self._set(**self._input_kwargs)  # type: ignore[attr-defined]
 
 
-def _source_kind(df, col: str) -> str:
-    from pyspark.sql.types import BinaryType, StringType
-
-    if col not in df.columns:
-        raise UserInputError(f"input column {col!r} is not in the DataFrame", f"one of {df.columns}",
-                             fix="Set it with setInputCol")
-    t = df.schema[col].dataType
-    if isinstance(t, BinaryType):
-        return "content"
-    if isinstance(t, StringType):
-        return "path"
-    raise UserInputError(f"input column {col!r}", "binary (image bytes) or string (path/URL)", t.simpleString())
-
-
-class KerasImageClassifier(Estimator, _ScoringParams, _TrainingParams, DefaultParamsReadable,
-                           DefaultParamsWritable):
+class KerasImageClassifier(_KerasEstimator, _ImageParams):
     """Trains a Keras image classifier with Horovod on Spark from a DataFrame of images and labels.
 
     ``fit(df)``: ``inputCol`` holds image file bytes (binary) or paths/URLs (string), ``labelCol``
@@ -80,6 +44,9 @@ class KerasImageClassifier(Estimator, _ScoringParams, _TrainingParams, DefaultPa
     stable hash, written as a Petastorm dataset under ``workDir`` and trained on ``numProc`` ranks;
     bad images are set aside with a reason (``fit``'s ``ingestResult`` counts them).
     """
+
+    kind = "image"
+    _model_class = KerasImageClassifierModel
 
     @keyword_only
     def __init__(self, *, inputCol=None, labelCol=None, pathCol=None, predictionCol=None,
@@ -98,136 +65,11 @@ class KerasImageClassifier(Estimator, _ScoringParams, _TrainingParams, DefaultPa
                   mlflowUri=None):
         return self._set(**self._input_kwargs)  # type: ignore[attr-defined]
 
-    def _configs(self, work: str):
-        from sparkdl_pipe.config import IngestImagesConfig, SplitConfig, TrainConfig
+    def _spec(self):
         from sparkdl_pipe.preprocess.spec import ImageSpec
 
         size = self.getOrDefault(self.imageSize)
         if len(size) not in (1, 2):
             raise UserInputError("imageSize", "[n] or [height, width]", size)
         h, w = (size[0], size[0]) if len(size) == 1 else size
-        g = self.getOrDefault
-        ds, out = storage.join(work, "dataset"), storage.join(work, MODEL_SUBDIR)
-        icfg = IngestImagesConfig(input=f"dataframe:{self.uid}", output=ds,
-                                  image=ImageSpec(h, w, g(self.channels)),
-                                  split=SplitConfig(g(self.valFraction), g(self.testFraction), g(self.seed)))
-        tcfg = TrainConfig(ds, out, model=g(self.model), epochs=g(self.epochs), batch_size=g(self.batchSize),
-                           learning_rate=g(self.learningRate), num_proc=g(self.numProc) or None, seed=g(self.seed))
-        return icfg, tcfg
-
-    def _fit(self, dataset) -> KerasImageClassifierModel:
-        from sparkdl_pipe.driver.ingest import run_ingest_dataframe
-        from sparkdl_pipe.driver.progress import StageProgress
-        from sparkdl_pipe.driver.tracking import TrackingConfig
-        from sparkdl_pipe.driver.train import run_training
-        from sparkdl_pipe.models.registry import get_builder
-
-        spark = dataset.sparkSession
-        _source_kind(dataset, self.getInputCol())
-        get_builder(self.getOrDefault(self.model))  # an unknown model fails here, before any work
-        base = self.getOrDefault(self.workDir)
-        if not base:
-            if not spark.sparkContext.master.startswith("local"):
-                raise UserInputError("workDir", "a path every node sees (shared filesystem) on a cluster",
-                                     None, "Set it with setWorkDir")
-            base = tempfile.mkdtemp(prefix="sparkdl_pipe-fit-")
-        work = storage.join(storage.to_url(_local_dir(base, "workDir")),
-                            f"{self.uid}-{time.strftime('%Y%m%d-%H%M%S')}")
-        icfg, tcfg = self._configs(work)
-        with StageProgress(spark, "fit"):
-            ing = run_ingest_dataframe(spark, dataset, icfg, self.getInputCol(), self.getLabelCol(),
-                                       self.getOrDefault(self.pathCol) or None)
-        tracking = None
-        if self.getOrDefault(self.mlflow) or self.getOrDefault(self.mlflowUri):
-            tracking = TrackingConfig(self.getOrDefault(self.mlflowUri) or None)
-        tr = run_training(spark, tcfg, tracking=tracking)
-        model = KerasImageClassifierModel(modelDir=tcfg.output)
-        self._copyValues(model)
-        model.ingestResult, model.trainResult = ing, tr
-        return model
-
-
-class KerasImageClassifierModel(Model, _ScoringParams, DefaultParamsReadable, DefaultParamsWritable):
-    """A trained image classifier as a Transformer: ``transform(df)`` keeps every input column and
-    adds ``predictionCol`` (class index), ``predictedLabelCol`` (its name), ``probabilityCol`` (its
-    probability) and ``rejectReasonCol`` (why a row could not be scored, else null).
-
-    The preprocessing (size, channels) comes from the model card, as in training.
-    """
-
-    modelDir: Param[str] = Param(Params._dummy(), "modelDir", "the trained model's directory (model.keras + "
-                                 "model_card.json); set by fit and by load", typeConverter=TypeConverters.toString)
-
-    @keyword_only
-    def __init__(self, *, modelDir=None, inputCol=None, predictionCol=None, probabilityCol=None,
-                 predictedLabelCol=None, rejectReasonCol=None, scoreBatchSize=None) -> None:
-        super().__init__()
-        #: The records of the fit that produced this model (None after load).
-        self.ingestResult: IngestResult | None = None
-        self.trainResult: TrainResult | None = None
-        self._set(**self._input_kwargs)  # type: ignore[attr-defined]
-
-    def getModelDir(self) -> str:
-        return self.getOrDefault(self.modelDir)
-
-    def modelInfo(self) -> mc.ModelInfo:
-        """The model card of the Keras model this Transformer scores with."""
-        return mc.load_model_info(self.getModelDir())
-
-    def _transform(self, dataset):
-        from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
-
-        from sparkdl_pipe.executor.score import append_predictions
-
-        info = self.modelInfo()
-        col = self.getInputCol()
-        source = _source_kind(dataset, col)
-        outs = {"prediction": self.getPredictionCol(), "label": self.getPredictedLabelCol(),
-                "probability": self.getProbabilityCol(), "reason": self.getRejectReasonCol()}
-        clash = sorted(set(outs.values()) & set(dataset.columns))
-        if clash or len(set(outs.values())) != 4:
-            raise UserInputError(f"output columns {sorted(outs.values())}", "new, distinct column names",
-                                 clash or sorted(outs.values()), "Rename them with the set*Col setters")
-        schema = StructType([*dataset.schema.fields,
-                             StructField(outs["prediction"], IntegerType()),
-                             StructField(outs["label"], StringType()),
-                             StructField(outs["probability"], DoubleType()),
-                             StructField(outs["reason"], StringType())])
-        spark = dataset.sparkSession
-        bs = self.getScoreBatchSize()
-        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(bs))
-        threads = 1 if spark.sparkContext.master.startswith("local") else \
-            int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
-        fn = partial(append_predictions, input_col=col, source=source, model_path=info.model_url,
-                     model_id=info.model_id, spec_dict=info.spec.to_dict(), labels=info.labels,
-                     batch_size=bs, out_cols=outs, threads=threads)
-        return dataset.mapInPandas(fn, schema)
-
-    def write(self):
-        return _ModelWriter(self)
-
-    @classmethod
-    def read(cls):
-        return _ModelReader(cls)
-
-
-class _ModelWriter(DefaultParamsWriter):
-    """Spark ML metadata (params as JSON) plus the Keras model, card and report under ``<path>/model``."""
-
-    def saveImpl(self, path: str) -> None:
-        inst = self.instance
-        src = storage.to_url(inst.getModelDir())  # type: ignore[attr-defined]
-        dst = storage.join(storage.to_url(path), MODEL_SUBDIR)  # both any storage URL
-        mc.load_model_info(src)  # a clear error if the model directory is gone
-        DefaultParamsWriter.saveMetadata(inst, path, self.sparkSession)
-        for name in _MODEL_FILES:
-            if storage.exists(storage.join(src, name)):
-                storage.copy(storage.join(src, name), storage.join(dst, name))
-
-
-class _ModelReader(DefaultParamsReader):
-    def load(self, path: str):
-        inst = super().load(path)
-        inst._set(modelDir=storage.join(storage.to_url(path), MODEL_SUBDIR))
-        inst.modelInfo()  # check the card is there and readable
-        return inst
+        return ImageSpec(h, w, self.getOrDefault(self.channels))

@@ -1,4 +1,5 @@
-"""Spark-style Params shared by the image Estimator and its Model (Param + TypeConverters + setters).
+"""Spark-style Params of the Estimators and their Models (Param + TypeConverters + setters): those
+every kind of data shares, then each kind's preprocessing Params.
 
 Runs on: driver.
 """
@@ -29,7 +30,7 @@ class _ScoringParams(HasInputCol, HasPredictionCol, HasProbabilityCol):
                          scoreBatchSize=1024)
 
     def setInputCol(self, value: str):
-        """Image file bytes (binary) or a path/URL (string)."""
+        """Images: file bytes (binary) or a path/URL (string). Text: the text (string or UTF-8 bytes)."""
         return self._set(inputCol=value)
 
     def setPredictionCol(self, value: str):
@@ -67,10 +68,7 @@ class _TrainingParams(HasLabelCol):
 
     pathCol = _p("pathCol", "optional column naming each record (split key, kept in the dataset); "
                  "default: the path (string input) or the content's hash", TypeConverters.toString)
-    model = _p("model", "model builder: mlp, cnn or module:function", TypeConverters.toString)
-    imageSize = _p("imageSize", "[height, width] (or [n] for square) the images are resized to",
-                   TypeConverters.toListInt)
-    channels = _p("channels", "1 (grayscale) or 3 (RGB)", TypeConverters.toInt)
+    model = _p("model", "model builder: auto, mlp, cnn, textcnn, bilstm or module:function", TypeConverters.toString)
     epochs = _p("epochs", "training epochs", TypeConverters.toInt)
     batchSize = _p("batchSize", "training batch size per rank", TypeConverters.toInt)
     learningRate = _p("learningRate", "learning rate per rank (scaled by the number of ranks)",
@@ -86,8 +84,7 @@ class _TrainingParams(HasLabelCol):
 
     def __init__(self) -> None:
         super().__init__()
-        self._setDefault(labelCol="label", pathCol="", model="cnn", imageSize=[28], channels=1, epochs=5,
-                         batchSize=64, learningRate=1e-3, numProc=0, seed=42, valFraction=0.1,
+        self._setDefault(labelCol="label", pathCol="", model="auto", epochs=5, batchSize=64, learningRate=1e-3, numProc=0, seed=42, valFraction=0.1,
                          testFraction=0.1, workDir="", mlflow=False, mlflowUri="")
 
     def setLabelCol(self, value: str):
@@ -99,12 +96,6 @@ class _TrainingParams(HasLabelCol):
 
     def setModel(self, value: str):
         return self._set(model=value)
-
-    def setImageSize(self, value):
-        return self._set(imageSize=[value] if isinstance(value, int) else list(value))
-
-    def setChannels(self, value: int):
-        return self._set(channels=value)
 
     def setEpochs(self, value: int):
         return self._set(epochs=value)
@@ -135,3 +126,50 @@ class _TrainingParams(HasLabelCol):
 
     def setMlflowUri(self, value: str):
         return self._set(mlflowUri=value)
+
+
+class _ImageParams(Params):
+    """How images are decoded (the ``ingest-images`` options)."""
+
+    imageSize = _p("imageSize", "[height, width] (or [n] for square) the images are resized to",
+                   TypeConverters.toListInt)
+    channels = _p("channels", "1 (grayscale) or 3 (RGB)", TypeConverters.toInt)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(imageSize=[28], channels=1)
+
+    def setImageSize(self, value):
+        return self._set(imageSize=[value] if isinstance(value, int) else list(value))
+
+    def setChannels(self, value: int):
+        return self._set(channels=value)
+
+
+class _TextParams(Params):
+    """How text is tokenized (the ``ingest-text`` options)."""
+
+    maxLen = _p("maxLen", "tokens per document after truncation/padding", TypeConverters.toInt)
+    vocabSize = _p("vocabSize", "most frequent train tokens kept in the vocabulary", TypeConverters.toInt)
+    minCount = _p("minCount", "minimum train count of a vocabulary token", TypeConverters.toInt)
+    lowercase = _p("lowercase", "lower-case the text (str.casefold)", TypeConverters.toBoolean)
+    invalidUtf8 = _p("invalidUtf8", "reject or replace bytes that are not valid UTF-8", TypeConverters.toString)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(maxLen=64, vocabSize=20000, minCount=2, lowercase=True, invalidUtf8="reject")
+
+    def setMaxLen(self, value: int):
+        return self._set(maxLen=value)
+
+    def setVocabSize(self, value: int):
+        return self._set(vocabSize=value)
+
+    def setMinCount(self, value: int):
+        return self._set(minCount=value)
+
+    def setLowercase(self, value: bool):
+        return self._set(lowercase=value)
+
+    def setInvalidUtf8(self, value: str):
+        return self._set(invalidUtf8=value)

@@ -1,8 +1,9 @@
-"""Classic model builders: plain functions of validated arguments returning uncompiled tf_keras models.
+"""Classic image model bodies: plain functions of validated arguments returning uncompiled tf_keras models.
 
-Every builder takes ``(input_shape, num_classes)`` and returns a model whose input is the stored
-uint8 tensor and whose output is class probabilities (softmax). Scaling to [0, 1] is the model's
-first layer, so raw stored pixels go straight in at training and scoring time.
+A body takes the stored uint8 tensor and returns features; the task adds its head on top
+(:mod:`sparkdl_pipe.tasks`), as Keras applications separate ``include_top``. Scaling to [0, 1] is
+the body's first layer, so raw stored pixels go straight in at training and scoring time.
+``build_mlp``/``build_cnn`` are the classifiers (body + softmax head) under their historical names.
 
 Runs on: executors (inside Horovod ranks and scoring workers) and the driver (tests).
 TensorFlow is imported inside each function.
@@ -15,24 +16,20 @@ from collections.abc import Sequence
 from sparkdl_pipe.errors import UserInputError
 
 
-def _check(input_shape: Sequence[int], num_classes: int, ndim: int | None = None) -> tuple[int, ...]:
+def check_shape(input_shape: Sequence[int], ndim: int | None = None) -> tuple[int, ...]:
     shape = tuple(int(d) for d in input_shape)
     if any(d < 1 for d in shape) or (ndim is not None and len(shape) != ndim):
         raise UserInputError("model input shape", f"{ndim} positive dimensions" if ndim else
                              "positive dimensions", shape)
-    if num_classes < 2:
-        raise UserInputError("number of classes", "at least 2", num_classes,
-                             "The dataset needs at least two labels")
     return shape
 
 
-def build_mlp(input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (256, 128),
-              dropout: float = 0.2):
-    """A multi-layer perceptron over flattened pixels.
+def mlp_body(input_shape: Sequence[int], hidden: Sequence[int] = (256, 128), dropout: float = 0.2):
+    """A multi-layer perceptron over flattened pixels (features: the last hidden layer).
 
-    >>> m = build_mlp((28, 28, 1), 10)  # doctest: +SKIP
+    >>> m = mlp_body((28, 28, 1))  # doctest: +SKIP
     """
-    shape = _check(input_shape, num_classes)
+    shape = check_shape(input_shape)
     import tf_keras as keras
 
     inputs = keras.Input(shape=shape, name="image")
@@ -42,17 +39,16 @@ def build_mlp(input_shape: Sequence[int], num_classes: int, hidden: Sequence[int
         x = keras.layers.Dense(units, activation="relu")(x)
         if dropout:
             x = keras.layers.Dropout(dropout)(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="mlp")
+    return keras.Model(inputs, x, name="mlp")
 
 
-def build_cnn(input_shape: Sequence[int], num_classes: int, filters: Sequence[int] = (32, 64),
-              dense: int = 128, dropout: float = 0.3):
+def cnn_body(input_shape: Sequence[int], filters: Sequence[int] = (32, 64), dense: int = 128,
+             dropout: float = 0.3):
     """A small convolutional network: [Conv3x3 + ReLU + MaxPool] per filter count, then Dense.
 
-    About 0.91 test accuracy on Fashion-MNIST in a few epochs.
+    With a softmax head, about 0.91 test accuracy on Fashion-MNIST in a few epochs.
     """
-    shape = _check(input_shape, num_classes, ndim=3)
+    shape = check_shape(input_shape, ndim=3)
     import tf_keras as keras
 
     inputs = keras.Input(shape=shape, name="image")
@@ -64,5 +60,25 @@ def build_cnn(input_shape: Sequence[int], num_classes: int, filters: Sequence[in
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dropout(dropout)(x)
     x = keras.layers.Dense(dense, activation="relu")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="cnn")
+    return keras.Model(inputs, x, name="cnn")
+
+
+def with_head(body, task, n_outputs: int):
+    """``body`` with ``task``'s head on top, as one model of the body's name."""
+    import tf_keras as keras
+
+    return keras.Model(body.inputs, task.head(body.outputs[0], n_outputs), name=body.name)
+
+
+def build_mlp(input_shape: Sequence[int], num_classes: int, **kwargs):
+    """The MLP classifier: :func:`mlp_body` + a softmax over ``num_classes``."""
+    from sparkdl_pipe.tasks import CLASSIFICATION
+
+    return with_head(mlp_body(input_shape, **kwargs), CLASSIFICATION, num_classes)
+
+
+def build_cnn(input_shape: Sequence[int], num_classes: int, **kwargs):
+    """The CNN classifier: :func:`cnn_body` + a softmax over ``num_classes``."""
+    from sparkdl_pipe.tasks import CLASSIFICATION
+
+    return with_head(cnn_body(input_shape, **kwargs), CLASSIFICATION, num_classes)

@@ -11,16 +11,23 @@ from collections.abc import Callable
 from sparkdl_pipe.errors import UserInputError
 from sparkdl_pipe.models import builders, text_builders
 
+#: Built-in classifiers by name (body + softmax head), the historical ``(input_shape, num_classes)`` API.
 _BUILTIN: dict[str, Callable] = {
     "mlp": builders.build_mlp,
     "cnn": builders.build_cnn,
     "bilstm": text_builders.build_bilstm,
     "textcnn": text_builders.build_textcnn,
 }
+#: Built-in bodies by name: ``(input_shape, **modality extras)`` -> a model whose output is features.
+BODIES: dict[str, Callable] = {
+    "mlp": builders.mlp_body,
+    "cnn": builders.cnn_body,
+    "bilstm": text_builders.bilstm_body,
+    "textcnn": text_builders.textcnn_body,
+}
 
-#: The dataset kind (manifest ``kind``) each built-in model takes, and the default model per kind.
+#: The dataset kind (manifest ``kind``) each built-in model takes.
 MODEL_KINDS = {"mlp": "image", "cnn": "image", "bilstm": "text", "textcnn": "text"}
-DEFAULT_MODEL = {"image": "cnn", "text": "textcnn"}
 
 
 def list_models(kind: str | None = None) -> list[str]:
@@ -36,7 +43,9 @@ def resolve_model(name: str, kind: str) -> str:
     'textcnn'
     """
     if name == "auto":
-        return DEFAULT_MODEL[kind]
+        from sparkdl_pipe import modalities
+
+        return modalities.get(kind).default_model
     if name in MODEL_KINDS and MODEL_KINDS[name] != kind:
         raise UserInputError(f"model {name!r} is for {MODEL_KINDS[name]} datasets, this dataset is {kind}",
                              f"one of {list_models(kind)} or 'module:function'", name)
@@ -66,3 +75,19 @@ def get_builder(name: str) -> Callable:
         raise UserInputError(f"model builder {name!r}", f"a function {func_name} in {module_name}",
                              type(func).__name__ if func is not None else "nothing")
     return func
+
+
+def build_model(name: str, input_shape, task, n_outputs: int, extras: dict):
+    """The model to train: a built-in body with ``task``'s head, or a user's ``module:function``.
+
+    A user function is called as ``f(input_shape, n_outputs, **extras)``; when what it returns
+    already ends in the task's head (a softmax over ``n_outputs``) it is kept as it is, else the
+    task's head is put on top of its output. Runs on: executors (ranks) and the driver (tests).
+    """
+    from sparkdl_pipe.models.builders import with_head
+
+    if name in BODIES:
+        return with_head(BODIES[name](input_shape, **extras), task, n_outputs)
+    model = get_builder(name)(input_shape, n_outputs, **extras)
+    is_complete = getattr(task, "is_complete", None)
+    return model if is_complete is not None and is_complete(model, n_outputs) else with_head(model, task, n_outputs)

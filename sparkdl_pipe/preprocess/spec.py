@@ -93,6 +93,9 @@ class TextSpec:
     vocab_len: int = 0
     kind: str = "text"
     version: int = 1
+    #: Bytes that are not valid UTF-8: ``reject`` the record (undecodable_text) or ``replace`` them
+    #: with U+FFFD (counted in the manifest). Valid UTF-8 is accepted whatever characters it holds.
+    invalid_utf8: str = "reject"
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_len, int) or isinstance(self.max_len, bool) or not 1 <= self.max_len <= 100_000:
@@ -105,6 +108,8 @@ class TextSpec:
             raise UserInputError("--vocab-size", "an integer between 1 and 10000000", self.vocab_size)
         if not isinstance(self.min_count, int) or self.min_count < 1:
             raise UserInputError("--min-count", "an integer of at least 1", self.min_count)
+        if self.invalid_utf8 not in ("reject", "replace"):
+            raise UserInputError("--invalid-utf8", "reject or replace", self.invalid_utf8)
 
     @property
     def shape(self) -> tuple[int]:
@@ -120,8 +125,12 @@ class TextSpec:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     def fingerprint(self) -> str:
-        """A stable hash of everything that changes the token ids a text becomes."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        """A stable hash of everything that changes the token ids a text becomes (the default
+        ``invalid_utf8`` policy is left out, so specs written before it existed keep their hash)."""
+        d = self.to_dict()
+        if d["invalid_utf8"] == "reject":
+            del d["invalid_utf8"]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def spec_from_dict(d: dict) -> ImageSpec | TextSpec:

@@ -9,6 +9,7 @@ Runs on: executors (ingest and scoring) and the driver (vocabulary files, tests)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -20,10 +21,10 @@ import numpy as np
 from sparkdl_pipe.errors import DatasetError
 from sparkdl_pipe.preprocess.spec import TextSpec
 
-# Reason codes for rejected text records (stable strings: they are stored in rejects tables).
-EMPTY_TEXT = "empty_text"
-UNDECODABLE_TEXT = "undecodable_text"
-MALFORMED_RECORD = "malformed_record"
+# Reason codes for rejected text records (all codes and their meaning: sparkdl_pipe.rejects).
+from sparkdl_pipe.rejects import EMPTY_TEXT, MALFORMED_RECORD, UNDECODABLE_TEXT  # noqa: E402
+
+__all__ = ["EMPTY_TEXT", "MALFORMED_RECORD", "UNDECODABLE_TEXT"]
 
 PAD_ID, OOV_ID = 0, 1
 PAD, OOV = "<pad>", "<oov>"
@@ -73,26 +74,46 @@ def text_to_tokens(text: str, spec: TextSpec) -> list[str]:
     return tokenize(normalize(text, spec))
 
 
-def decode_text(data: bytes | str | None) -> tuple[str | None, str | None, str | None]:
-    """(text, reject reason, message) from raw bytes (strict UTF-8, a BOM removed) or a string.
+#: What to do with bytes that are not valid UTF-8 (``--invalid-utf8``).
+INVALID_UTF8_POLICIES = ("reject", "replace")
 
-    A string holding U+FFFD (what a lenient reader such as Spark's CSV/JSON source puts where the
-    bytes were not valid UTF-8) is rejected as undecodable, not silently trained on.
+
+def decode_text_checked(data: bytes | str | None, invalid_utf8: str = "reject"
+                        ) -> tuple[str | None, str | None, str | None, bool]:
+    """(text, reject reason, message, invalid bytes replaced?) from raw bytes or a reader's string.
+
+    Bytes are decoded strictly as UTF-8 (a BOM removed): valid UTF-8 is accepted whatever it holds,
+    U+FFFD included (mail and web corpora carry it from an earlier lossy decoding). Invalid bytes
+    are rejected (``invalid_utf8="reject"``) or replaced by U+FFFD and counted (``"replace"``).
+    A *string* was decoded by a lenient reader (Spark's JSON source) that already replaced invalid
+    bytes with U+FFFD: there a U+FFFD cannot be told apart from an invalid byte, so it is treated
+    as one (the same policy applies).
     """
     if data is None:
-        return None, EMPTY_TEXT, "no text (null)"
+        return None, EMPTY_TEXT, "no text (null)", False
+    replaced = False
     if isinstance(data, (bytes, bytearray, memoryview)):
         try:
             text = bytes(data).decode("utf-8-sig")
         except UnicodeDecodeError as e:
-            return None, UNDECODABLE_TEXT, f"not valid UTF-8: {e}"[:300]
+            if invalid_utf8 != "replace":
+                return None, UNDECODABLE_TEXT, f"not valid UTF-8: {e}"[:300], False
+            text, replaced = bytes(data).decode("utf-8-sig", errors="replace"), True
     else:
         text = str(data)
-    if "\ufffd" in text:
-        return None, UNDECODABLE_TEXT, "text holds U+FFFD replacement characters: the bytes were not valid UTF-8"
+        if "\ufffd" in text:
+            if invalid_utf8 != "replace":
+                return None, UNDECODABLE_TEXT, ("text holds U+FFFD replacement characters where the reader "
+                                                "found bytes that were not valid UTF-8"), False
+            replaced = True
     if not text.strip():
-        return None, EMPTY_TEXT, "text is empty or only whitespace"
-    return text, None, None
+        return None, EMPTY_TEXT, "text is empty or only whitespace", replaced
+    return text, None, None, replaced
+
+
+def decode_text(data: bytes | str | None, invalid_utf8: str = "reject") -> tuple[str | None, str | None, str | None]:
+    """(text, reject reason, message): :func:`decode_text_checked` without the replaced flag."""
+    return decode_text_checked(data, invalid_utf8)[:3]
 
 
 @dataclass(frozen=True)
@@ -117,6 +138,17 @@ class Vocabulary:
 
     def index(self) -> dict[str, int]:
         return {t: i + 2 for i, t in enumerate(self.tokens)}
+
+    @functools.cached_property
+    def lookup(self) -> dict[str, int]:
+        """:meth:`index`, built once per object (executors encode many records with one vocabulary)."""
+        return self.index()
+
+    def __getstate__(self) -> dict:  # the cached lookup is rebuilt where it is used, not shipped
+        return {k: v for k, v in self.__dict__.items() if k != "lookup"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
 
     def fingerprint(self) -> str:
         return hashlib.sha256("\n".join(self.tokens).encode("utf-8")).hexdigest()[:16]

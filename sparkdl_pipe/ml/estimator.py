@@ -1,0 +1,212 @@
+"""The Spark ML Estimator and Model written once, for every kind of data: ``_KerasEstimator`` and
+``_KerasModel``. Each kind's stages (:mod:`.image`, :mod:`.text`) only add its preprocessing Params
+and the spec they make.
+
+Runs on: driver. ``fit`` is the project's ingest + Horovod training over a DataFrame (the same code
+as ``sparkdl-pipe ingest-*`` and ``train``); ``transform`` is the batched scoring function
+(``mapInPandas``, the model loaded once per Python worker), adding columns to the input rows.
+
+Persistence: parameters are saved as Spark ML's JSON metadata (no pickle); a fitted model also
+stores its Keras file, model card, what its kind of data fitted (a vocabulary) and run report
+under ``<path>/model``.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from functools import partial
+from typing import TYPE_CHECKING
+
+from pyspark.ml import Estimator, Model
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.util import (
+    DefaultParamsReadable,
+    DefaultParamsReader,
+    DefaultParamsWritable,
+    DefaultParamsWriter,
+)
+
+from sparkdl_pipe import model_card as mc
+from sparkdl_pipe import storage
+from sparkdl_pipe.errors import UserInputError
+from sparkdl_pipe.ml.params import _ScoringParams, _TrainingParams
+
+if TYPE_CHECKING:
+    from sparkdl_pipe.driver.ingest import IngestResult
+    from sparkdl_pipe.driver.train import TrainResult
+
+log = logging.getLogger(__name__)
+
+#: What a saved model directory keeps of the training output (checkpoints and logs stay behind),
+#: with the files the card names for its kind of data (a text model's ``vocab.json``).
+_MODEL_FILES = (mc.MODEL_FILE, mc.CARD_FILE, "report.md", "plots")
+MODEL_SUBDIR = "model"
+
+
+def _local_dir(path: str, what: str) -> str:
+    url = storage.to_url(path)
+    if not storage.is_local(url):
+        raise UserInputError(what, "a local or shared-filesystem path", path)
+    return storage.local_path(url)
+
+
+def _source_kind(df, col: str, modality) -> str:
+    """What an input column holds for ``modality``: ``content`` (the record's bytes) or ``path``."""
+    from pyspark.sql.types import BinaryType, StringType
+
+    if col not in df.columns:
+        raise UserInputError(f"input column {col!r} is not in the DataFrame", f"one of {df.columns}",
+                             fix="Set it with setInputCol")
+    t = df.schema[col].dataType
+    if isinstance(t, BinaryType):
+        return "content"
+    if isinstance(t, StringType):
+        return "path" if modality.table_reads == "path" else "content"
+    raise UserInputError(f"input column {col!r}", "binary (file bytes) or string", t.simpleString())
+
+
+class _KerasEstimator(Estimator, _ScoringParams, _TrainingParams, DefaultParamsReadable, DefaultParamsWritable):
+    """Trains a Keras model with Horovod on Spark from a DataFrame of records and labels.
+
+    ``fit(df)``: ``inputCol`` holds the records (see each kind), ``labelCol`` string or integer
+    labels. The rows are prepared in the executors, split train/val/test by a stable hash, written
+    as a Petastorm dataset under ``workDir`` and trained on ``numProc`` ranks; bad records are set
+    aside with a reason (``fit``'s ``ingestResult`` counts them). Subclasses set ``kind`` and
+    ``_model_class`` and make the spec (:meth:`_spec`).
+    """
+
+    kind = "image"
+    _model_class: type = None  # type: ignore[assignment]
+
+    def _spec(self):
+        raise NotImplementedError
+
+    def _configs(self, work: str):
+        from sparkdl_pipe.config import IngestConfig, SplitConfig, TrainConfig
+
+        g = self.getOrDefault
+        ds, out = storage.join(work, "dataset"), storage.join(work, MODEL_SUBDIR)
+        icfg = IngestConfig(input=f"dataframe:{self.uid}", output=ds, spec=self._spec(),
+                            split=SplitConfig(g(self.valFraction), g(self.testFraction), g(self.seed)))
+        tcfg = TrainConfig(ds, out, model=g(self.model), epochs=g(self.epochs), batch_size=g(self.batchSize),
+                           learning_rate=g(self.learningRate), num_proc=g(self.numProc) or None, seed=g(self.seed))
+        return icfg, tcfg
+
+    def _fit(self, dataset):
+        from sparkdl_pipe import modalities
+        from sparkdl_pipe.driver.ingest import run_ingest_dataframe
+        from sparkdl_pipe.driver.progress import StageProgress
+        from sparkdl_pipe.driver.tracking import TrackingConfig
+        from sparkdl_pipe.driver.train import run_training
+        from sparkdl_pipe.models.registry import get_builder, resolve_model
+
+        spark = dataset.sparkSession
+        _source_kind(dataset, self.getInputCol(), modalities.get(self.kind))
+        get_builder(resolve_model(self.getOrDefault(self.model), self.kind))  # fails here, before any work
+        base = self.getOrDefault(self.workDir)
+        if not base:
+            if not spark.sparkContext.master.startswith("local"):
+                raise UserInputError("workDir", "a path every node sees (shared filesystem) on a cluster",
+                                     None, "Set it with setWorkDir")
+            base = tempfile.mkdtemp(prefix="sparkdl_pipe-fit-")
+        work = storage.join(storage.to_url(_local_dir(base, "workDir")),
+                            f"{self.uid}-{time.strftime('%Y%m%d-%H%M%S')}")
+        icfg, tcfg = self._configs(work)
+        with StageProgress(spark, "fit"):
+            ing = run_ingest_dataframe(spark, dataset, icfg, self.getInputCol(), self.getLabelCol(),
+                                       self.getOrDefault(self.pathCol) or None)
+        tracking = None
+        if self.getOrDefault(self.mlflow) or self.getOrDefault(self.mlflowUri):
+            tracking = TrackingConfig(self.getOrDefault(self.mlflowUri) or None)
+        tr = run_training(spark, tcfg, tracking=tracking)
+        model = self._model_class(modelDir=tcfg.output)
+        self._copyValues(model)
+        model.ingestResult, model.trainResult = ing, tr
+        return model
+
+
+class _KerasModel(Model, _ScoringParams, DefaultParamsReadable, DefaultParamsWritable):
+    """A trained model as a Transformer: ``transform(df)`` keeps every input column and adds
+    ``predictionCol`` (class index), ``predictedLabelCol`` (its name), ``probabilityCol`` (its
+    probability) and ``rejectReasonCol`` (why a row could not be scored, else null).
+
+    The preprocessing comes from the model card (and the files beside it), as in training.
+    """
+
+    modelDir: Param[str] = Param(Params._dummy(), "modelDir", "the trained model's directory (model.keras + "
+                                 "model_card.json); set by fit and by load", typeConverter=TypeConverters.toString)
+
+    def _init_results(self) -> None:
+        #: The records of the fit that produced this model (None after load).
+        self.ingestResult: IngestResult | None = None
+        self.trainResult: TrainResult | None = None
+
+    def getModelDir(self) -> str:
+        return self.getOrDefault(self.modelDir)
+
+    def modelInfo(self) -> mc.ModelInfo:
+        """The model card of the Keras model this Transformer scores with."""
+        return mc.load_model_info(self.getModelDir())
+
+    def _transform(self, dataset):
+        from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
+
+        from sparkdl_pipe import modalities
+        from sparkdl_pipe.executor.score import append_predictions
+
+        info = self.modelInfo()
+        modality = modalities.get(info.kind)
+        col = self.getInputCol()
+        source = _source_kind(dataset, col, modality)
+        outs = {"prediction": self.getPredictionCol(), "label": self.getPredictedLabelCol(),
+                "probability": self.getProbabilityCol(), "reason": self.getRejectReasonCol()}
+        clash = sorted(set(outs.values()) & set(dataset.columns))
+        if clash or len(set(outs.values())) != 4:
+            raise UserInputError(f"output columns {sorted(outs.values())}", "new, distinct column names",
+                                 clash or sorted(outs.values()), "Rename them with the set*Col setters")
+        schema = StructType([*dataset.schema.fields,
+                             StructField(outs["prediction"], IntegerType()),
+                             StructField(outs["label"], StringType()),
+                             StructField(outs["probability"], DoubleType()),
+                             StructField(outs["reason"], StringType())])
+        spark = dataset.sparkSession
+        bs = self.getScoreBatchSize()
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(bs))
+        threads = 1 if spark.sparkContext.master.startswith("local") else \
+            int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
+        fn = partial(append_predictions, input_col=col, source=source, model_path=info.model_url,
+                     model_id=info.model_id, modality_ref=modality.ref, spec_dict=info.spec.to_dict(),
+                     model_dir=info.url, card=info.card, labels=info.labels, batch_size=bs, out_cols=outs,
+                     threads=threads, task_name=info.task)
+        return dataset.mapInPandas(fn, schema)
+
+    def write(self):
+        return _ModelWriter(self)
+
+    @classmethod
+    def read(cls):
+        return _ModelReader(cls)
+
+
+class _ModelWriter(DefaultParamsWriter):
+    """Spark ML metadata (params as JSON) plus the Keras model, card and report under ``<path>/model``."""
+
+    def saveImpl(self, path: str) -> None:
+        inst = self.instance
+        src = storage.to_url(inst.getModelDir())  # type: ignore[attr-defined]
+        dst = storage.join(storage.to_url(path), MODEL_SUBDIR)  # both any storage URL
+        DefaultParamsWriter.saveMetadata(inst, path, self.sparkSession)
+        card = mc.load_model_info(src).card
+        for name in (*_MODEL_FILES, *[card[k] for k in ("vocabulary_file",) if k in card]):
+            if storage.exists(storage.join(src, name)):
+                storage.copy(storage.join(src, name), storage.join(dst, name))
+
+
+class _ModelReader(DefaultParamsReader):
+    def load(self, path: str):
+        inst = super().load(path)
+        inst._set(modelDir=storage.join(storage.to_url(path), MODEL_SUBDIR))
+        inst.modelInfo()  # check the card is there and readable
+        return inst

@@ -1,0 +1,85 @@
+"""Record keys, written once for every kind of data: split keys, labels from folders, stable hashes.
+
+Ingest (driver and executors) and scoring (executors) call these, so a record gets the same key,
+label and split hint wherever it is seen.
+
+The label of a file in a folder layout is the **first folder under the root** (under the split
+folder where there is one): ``cat/2019/x.jpg`` is ``cat``, ``train/cat/2019/x.jpg`` is ``cat`` in
+the train split, as Keras' ``image_dataset_from_directory`` and torchvision's ``ImageFolder`` read
+it. (Before 2026-12, the parent folder was the label: ``2019`` above. Datasets ingested then keep
+the labels they were written with.)
+
+Runs on: driver and executors (stdlib and pandas only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+
+#: Folder or column names that say which split a record belongs to, and the split they mean.
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                 "validation": "val", "dev": "val", "test": "test", "testing": "test"}
+
+
+def path_of(url: str) -> str:
+    """The filesystem path component of a URL (``file:/a/b%20c`` -> ``/a/b c``); plain paths as given."""
+    p = urlparse(url)
+    return unquote(p.path) if p.scheme else url
+
+
+def stable_hash(seed: int, key: str) -> tuple[float, int]:
+    """(u in [0, 1), a signed 63-bit order key) from a seed and a record key. Stable everywhere."""
+    d = hashlib.sha1(f"{seed}:{key}".encode()).digest()
+    u = int.from_bytes(d[:8], "big") / 2.0**64
+    order = int.from_bytes(d[8:16], "big") >> 1
+    return u, order
+
+
+def relative_to(url: str, root_path: str | None) -> str:
+    """``url``'s filesystem path relative to ``root_path`` (a path ending in '/'), or the whole path."""
+    fp = path_of(url)
+    return fp[len(root_path):] if root_path and fp.startswith(root_path) else fp
+
+
+def root_prefix(root: str) -> str:
+    """The prefix :func:`relative_to` strips: the root's filesystem path with a trailing '/'."""
+    return path_of(root).rstrip("/") + "/"
+
+
+def label_from_rel_path(rel: str) -> tuple[str | None, str | None]:
+    """(label, split hint) of a ``[split/]label/[...]/file`` path relative to the input root.
+
+    The label is the first folder under the root, or under a top ``train/``/``val/``/``test/``
+    folder; deeper folders are part of the file's place, not its label. A file directly under
+    the root has no label; a file directly in a folder named like a split is labelled by it.
+
+    >>> label_from_rel_path("train/cat/2019/x.jpg")
+    ('cat', 'train')
+    >>> label_from_rel_path("cat/2019/x.jpg")
+    ('cat', None)
+    """
+    parts = [p for p in rel.split("/") if p]
+    if len(parts) < 2:
+        return None, None
+    hint = SPLIT_ALIASES.get(parts[0].lower()) if len(parts) >= 3 else None
+    return (parts[1], hint) if hint else (parts[0], None)
+
+
+def split_hint(value) -> str | None:
+    """A split column's cell as ``train``/``val``/``test``, or None (any other value: no hint)."""
+    return SPLIT_ALIASES.get(value.strip().lower()) if isinstance(value, str) else None
+
+
+def clean_label(label) -> str | None:
+    """A label cell as a non-empty stripped string, or None (missing)."""
+    if label is None or (not isinstance(label, str) and pd.isna(label)):
+        return None
+    return str(label).strip() or None
+
+
+def content_id(data) -> str:
+    """The id of a table row without an id: a hash of its raw content (or of the unparsable record)."""
+    return "sha1:" + hashlib.sha1(bytes(data) if data is not None else b"").hexdigest()[:16]
