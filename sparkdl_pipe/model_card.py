@@ -11,7 +11,7 @@ from typing import Any
 
 from sparkdl_pipe import storage
 from sparkdl_pipe.errors import DatasetError
-from sparkdl_pipe.preprocess.spec import ImageSpec, TextSpec, spec_from_dict
+from sparkdl_pipe.preprocess.spec import spec_from_dict
 
 CARD_FILE = "model_card.json"
 MODEL_FILE = "model.keras"
@@ -57,7 +57,7 @@ class ModelInfo:
         return list(self.card["labels"])
 
     @property
-    def spec(self) -> ImageSpec | TextSpec:
+    def spec(self) -> Any:
         return spec_from_dict(self.card["preprocess"])
 
     @property

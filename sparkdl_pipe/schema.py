@@ -13,6 +13,8 @@ Runs on: driver and executors (light imports only at module level).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -51,27 +53,31 @@ def text_schema_json(max_len: int) -> dict:
     }
 
 
-def feature_column(kind: str) -> str:
-    """The column holding the model input for a dataset ``kind`` (its modality's ``feature``)."""
+def _modality(kind: Any):
     from sparkdl_pipe import modalities
 
-    return modalities.get(kind).feature
+    return kind if hasattr(kind, "feature") else modalities.get(kind)
 
 
-def _stored_dtype(kind_or_dtype: str) -> np.dtype:
+def feature_column(kind: Any) -> str:
+    """The column holding the model input for a dataset ``kind`` (a name or a Modality: its ``feature``)."""
+    return _modality(kind).feature
+
+
+def _stored_dtype(kind_or_dtype: Any) -> np.dtype:
     from sparkdl_pipe import modalities
 
-    if kind_or_dtype in modalities.kinds():
-        return np.dtype(modalities.get(kind_or_dtype).dtype)
+    if hasattr(kind_or_dtype, "dtype") or kind_or_dtype in modalities.kinds():
+        return np.dtype(_modality(kind_or_dtype).dtype)
     return np.dtype(kind_or_dtype)
 
 
-def native_dtype(kind_or_dtype: str) -> np.dtype:
+def native_dtype(kind_or_dtype: Any) -> np.dtype:
     """The in-memory dtype of a kind's features (uint8 pixels, int32 token ids), native byte order."""
     return _stored_dtype(kind_or_dtype).newbyteorder("=")
 
 
-def decode_features(cells, shape: tuple[int, ...], kind_or_dtype: str) -> np.ndarray:
+def decode_features(cells, shape: tuple[int, ...], kind_or_dtype: Any) -> np.ndarray:
     """Raw feature cells of a dataset kind (or of a stored dtype such as ``<i4``) to one (N, *shape) array."""
     stored = _stored_dtype(kind_or_dtype)
     n = len(cells)

@@ -172,6 +172,7 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     plan = RankPlan(
         train_url=info.split_url("train"), val=_split_plan(info, "val", num_proc),
         test=_split_plan(info, "test", num_proc), shape=tuple(spec.shape), kind=info.kind,
+        modality_ref=modality.ref,
         cache_shard=shard_mb <= cfg.cache_mb, shuffle_buffer=cfg.shuffle_buffer,
         model=model_name, task=task.name, n_outputs=task.n_outputs(info.labels),
         builder_kwargs=modality.model_extras(spec),

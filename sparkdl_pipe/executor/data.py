@@ -1,5 +1,8 @@
 """Reading a Petastorm split into fixed-size numpy batches and ``tf.data``, one shard per rank.
 
+``kind`` names the split's kind of data (``image``, ``text``) or is its Modality object (ranks
+pass the object: a kind registered on the driver only is unknown in a rank's process).
+
 Runs on: executors (Horovod ranks) and the driver (tests, evaluation tools).
 """
 
@@ -8,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +21,7 @@ from sparkdl_pipe.schema import decode_features, feature_column, native_dtype
 @contextlib.contextmanager
 def open_reader(url: str, *, shard: int | None = None, shard_count: int | None = None,
                 num_epochs: int | None = 1, seed: int = 0, shuffle: bool = False, workers: int = 2,
-                pool: str = "thread", kind: str = "image"):
+                pool: str = "thread", kind: Any = "image"):
     """A Petastorm batch reader over the feature (``image`` or ``tokens``) and ``label`` columns of one split.
 
     Single passes (``num_epochs=1``) must use ``pool="dummy"``: with Petastorm 0.13.1's thread pool
@@ -42,7 +46,7 @@ def open_reader(url: str, *, shard: int | None = None, shard_count: int | None =
         reader.join()
 
 
-def iter_arrays(reader, shape: tuple[int, ...], kind: str = "image") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_arrays(reader, shape: tuple[int, ...], kind: Any = "image") -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(features (N, *shape): uint8 pixels or int32 token ids, labels int32 (N,)) per row group read."""
     col = feature_column(kind)
     for batch in reader:
@@ -78,7 +82,7 @@ def shuffled_batches(chunks: Iterator[tuple[np.ndarray, np.ndarray]], batch_size
 
 
 def make_train_dataset(url: str, shape: tuple[int, ...], batch_size: int, *, shard: int, shard_count: int,
-                       seed: int, buffer: int = 4096, kind: str = "image"):
+                       seed: int, buffer: int = 4096, kind: Any = "image"):
     """An endless ``tf.data.Dataset`` of (images, labels) batches from this rank's shard.
 
     The reader loops (``num_epochs=None``), so a rank never runs out of data: the caller fixes the
@@ -99,7 +103,7 @@ def make_train_dataset(url: str, shape: tuple[int, ...], batch_size: int, *, sha
 
 
 def make_cached_train_dataset(url: str, shape: tuple[int, ...], batch_size: int, *, shard: int,
-                              shard_count: int, seed: int, kind: str = "image"):
+                              shard_count: int, seed: int, kind: Any = "image"):
     """This rank's whole shard read once into memory, then shuffled every epoch by ``tf.data``.
 
     For shards that fit the memory budget (the driver decides, see ``TrainConfig.cache_mb``): after
@@ -124,7 +128,7 @@ def make_cached_train_dataset(url: str, shape: tuple[int, ...], batch_size: int,
 
 
 def read_split(url: str, shape: tuple[int, ...], *, shard: int | None = None,
-               shard_count: int | None = None, kind: str = "image") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+               shard_count: int | None = None, kind: Any = "image") -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Every row of a split (or of one shard of it), once, as (features, labels) chunks."""
     with open_reader(url, shard=shard, shard_count=shard_count, num_epochs=1, pool="dummy", kind=kind) as reader:
         yield from iter_arrays(reader, shape, kind)

@@ -31,7 +31,8 @@ class RankPlan:
     val: SplitPlan
     test: SplitPlan
     shape: tuple[int, ...]
-    kind: str  # the dataset's kind of data (its modality)
+    kind: str  # the dataset's kind of data
+    modality_ref: str  # its Modality, as ``module:attribute`` (ranks are processes of their own)
     cache_shard: bool
     shuffle_buffer: int
     # model and task

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def weights_digest(weights: list[np.ndarray]) -> str:
 
 
 def evaluate_shard(model, url: str, shape: tuple[int, ...], shard: int | None, shard_count: int | None,
-                   num_classes: int, kind: str = "image", progress=None, task_name: str = "classification") -> np.ndarray:
+                   num_classes: int, kind: Any = "image", progress=None, task_name: str = "classification") -> np.ndarray:
     """The task's evaluation totals (classification: [loss sum, correct, rows] and a flattened
     confusion matrix) over this rank's shard of a split."""
     from sparkdl_pipe import tasks
@@ -92,17 +93,17 @@ def _build_compiled(plan: RankPlan, size: int):
     return model
 
 
-def _train_input(plan: RankPlan, rank: int, size: int):
+def _train_input(plan: RankPlan, rank: int, size: int, modality):
     """This rank's looping, shuffled input: its shard cached in memory, or streamed from Petastorm."""
     from sparkdl_pipe.executor.data import make_cached_train_dataset, make_train_dataset
 
     if plan.cache_shard:
         ds, cached_rows = make_cached_train_dataset(plan.train_url, plan.shape, plan.batch_size, shard=rank,
-                                                    shard_count=size, seed=plan.seed, kind=plan.kind)
+                                                    shard_count=size, seed=plan.seed, kind=modality)
         note = f"shard of {cached_rows} rows cached in memory"
     else:
         ds = make_train_dataset(plan.train_url, plan.shape, plan.batch_size, shard=rank, shard_count=size,
-                                seed=plan.seed, buffer=plan.shuffle_buffer, kind=plan.kind)
+                                seed=plan.seed, buffer=plan.shuffle_buffer, kind=modality)
         note = "streamed from Petastorm every epoch"
     if rank == 0:
         print(f"[rank 0] input: {note}", flush=True)
@@ -143,6 +144,7 @@ def _train_rank(plan: RankPlan, local: str) -> dict:
     from sparkdl_pipe.executor.checkpoint import restore_and_broadcast, save_checkpoint
     from sparkdl_pipe.executor.heartbeat import Heartbeat
     from sparkdl_pipe.executor.keras_callbacks import WarmupAndAverage, make_rank_callbacks
+    from sparkdl_pipe.modalities import resolve
 
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
@@ -158,7 +160,8 @@ def _train_rank(plan: RankPlan, local: str) -> dict:
     first_epoch = int(resumed["epoch"]) if resumed else 0
     if rank == 0 and resumed:
         print(f"[rank 0] resumed from the checkpoint of epoch {first_epoch}", flush=True)
-    ds = _train_input(plan, rank, size)
+    modality = resolve(plan.modality_ref)
+    ds = _train_input(plan, rank, size, modality)
     task = tasks.get(plan.task)
 
     def allreduce_sum(arr: np.ndarray) -> np.ndarray:
@@ -169,7 +172,7 @@ def _train_rank(plan: RankPlan, local: str) -> dict:
         if split.url and rank < split.shards:
             sharded = split.shards > 1
             totals = evaluate_shard(model, split.url, plan.shape, rank if sharded else None,
-                                    split.shards if sharded else None, plan.n_outputs, plan.kind,
+                                    split.shards if sharded else None, plan.n_outputs, modality,
                                     hb.progress if hb else None, plan.task)
         tot = allreduce_sum(totals)
         out = task.summarize(tot, plan.n_outputs)

@@ -10,9 +10,16 @@ import json
 from dataclasses import asdict, dataclass
 
 from sparkdl_pipe.errors import UserInputError
+from sparkdl_pipe.options import option
 
 #: Pillow's own default bomb limit is ~89 megapixels; we default lower, configurable per job.
 DEFAULT_MAX_PIXELS = 64_000_000
+
+
+def _image_size(v: list[int]) -> dict[str, int]:
+    if len(v) not in (1, 2):
+        raise UserInputError("--image-size", "N or HEIGHT WIDTH", " ".join(map(str, v)))
+    return {"height": v[0], "width": v[-1]}
 
 
 @dataclass(frozen=True)
@@ -26,10 +33,12 @@ class ImageSpec:
     >>> ImageSpec(28, 28, 1).fingerprint()[:8]  # doctest: +SKIP
     """
 
-    height: int
-    width: int
-    channels: int
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    height: int = option(28, flag="--image-size", nargs="+", metavar="N", expand=lambda v: _image_size(v),
+                         help="output size: N (square) or HEIGHT WIDTH")
+    width: int = 28
+    channels: int = option(1, choices=(1, 3), help="1 grayscale or 3 RGB")
+    max_pixels: int = option(DEFAULT_MAX_PIXELS, help="reject images with more pixels than this (decompression "
+                                                      "bombs)")
     kind: str = "image"
     version: int = 1
 
@@ -83,19 +92,26 @@ class TextSpec:
     (64,)
     """
 
-    max_len: int = 64
-    lowercase: bool = True
-    normalization: str = "NFKC"
+    max_len: int = option(64, help="tokens per document after truncation/padding")
+    lowercase: bool = option(True, flag="--keep-case", invert=True, help="do not lower-case")
+    normalization: str = option("NFKC", choices=NORMALIZATION_FORMS, help="Unicode normalisation form")
     tokenizer: str = "words-v1"
-    vocab_size: int = 20000
-    min_count: int = 2
+    vocab_size: int = option(20000, help="most frequent train tokens kept")
+    min_count: int = option(2, help="minimum train count of a vocabulary token")
     vocab_fingerprint: str = ""
     vocab_len: int = 0
     kind: str = "text"
     version: int = 1
     #: Bytes that are not valid UTF-8: ``reject`` the record (undecodable_text) or ``replace`` them
     #: with U+FFFD (counted in the manifest). Valid UTF-8 is accepted whatever characters it holds.
-    invalid_utf8: str = "reject"
+    invalid_utf8: str = option(
+        "reject", choices=("reject", "replace"),
+        help="bytes that are not valid UTF-8: reject the record (undecodable_text) or replace them with U+FFFD "
+             "(counted in the manifest). Valid UTF-8 is accepted whatever it holds, U+FFFD included, where the "
+             "product reads the bytes itself (.txt files, binary Parquet columns; Parquet strings are UTF-8 by "
+             "definition). CSV/TSV and JSON Lines are decoded by Spark's reader, which replaces invalid bytes "
+             "with U+FFFD before the product sees them: there a U+FFFD cannot be told from an invalid byte and "
+             "is treated as one")
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_len, int) or isinstance(self.max_len, bool) or not 1 <= self.max_len <= 100_000:
@@ -133,11 +149,12 @@ class TextSpec:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def spec_from_dict(d: dict) -> ImageSpec | TextSpec:
-    """Rebuild a preprocessing spec from its JSON form (as stored in manifests and model cards)."""
+def spec_from_dict(d: dict):
+    """Rebuild a preprocessing spec from its JSON form (as stored in manifests and model cards), for
+    any registered kind of data (:mod:`sparkdl_pipe.modalities`)."""
+    from sparkdl_pipe import modalities
+
     kind = d.get("kind")
-    if kind == "image":
-        return ImageSpec.from_dict(d)
-    if kind == "text":
-        return TextSpec.from_dict(d)
-    raise UserInputError("preprocessing spec kind", "one of ['image', 'text']", kind)
+    if kind not in modalities.kinds():
+        raise UserInputError("preprocessing spec kind", f"one of {modalities.kinds()}", kind)
+    return modalities.get(str(kind)).spec_type.from_dict(d)
