@@ -32,6 +32,19 @@ def _check_max_rejects(v: int | None) -> None:
         raise UserInputError("--max-rejects", "0 (fail on any reject) or more", v)
 
 
+def _check_ingest(cfg, what_input: str) -> None:
+    """The checks every ingest config makes (``what_input``: the input it expects, for the message)."""
+    _check_max_rejects(cfg.max_rejects)
+    if cfg.labels is not None and not [lab for lab in cfg.labels if lab.strip()]:
+        raise UserInputError("--labels", "a comma-separated list of label names", ",".join(cfg.labels))
+    if not cfg.input:
+        raise UserInputError("--input", what_input, cfg.input)
+    if not cfg.output:
+        raise UserInputError("--output", "a dataset directory or URL", cfg.output)
+    if not 0.01 <= cfg.row_group_mb <= 1024:
+        raise UserInputError("row_group_mb", "between 0.01 and 1024", cfg.row_group_mb)
+
+
 @dataclass(frozen=True)
 class SplitConfig:
     """How records are assigned to train / val / test when the input does not say.
@@ -82,15 +95,7 @@ class IngestConfig:
     max_rejects: int | None = None  # more rejects than this fail the job, nothing is published
 
     def __post_init__(self) -> None:
-        _check_max_rejects(self.max_rejects)
-        if self.labels is not None and not [lab for lab in self.labels if lab.strip()]:
-            raise UserInputError("--labels", "a comma-separated list of label names", ",".join(self.labels))
-        if not self.input:
-            raise UserInputError("--input", "a folder or a table file", self.input)
-        if not self.output:
-            raise UserInputError("--output", "a dataset directory or URL", self.output)
-        if not 0.01 <= self.row_group_mb <= 1024:
-            raise UserInputError("row_group_mb", "between 0.01 and 1024", self.row_group_mb)
+        _check_ingest(self, "a folder or a table file")
 
     @property
     def kind(self) -> str:
@@ -131,15 +136,7 @@ class IngestImagesConfig:
     max_rejects: int | None = option(None, metavar="N", help=_MAX_REJECTS_HELP)
 
     def __post_init__(self) -> None:
-        _check_max_rejects(self.max_rejects)
-        if self.labels is not None and not [lab for lab in self.labels if lab.strip()]:
-            raise UserInputError("--labels", "a comma-separated list of label names", ",".join(self.labels))
-        if not self.input:
-            raise UserInputError("--input", "a folder of images or a manifest (.csv/.parquet)", self.input)
-        if not self.output:
-            raise UserInputError("--output", "a dataset directory or URL", self.output)
-        if not 0.01 <= self.row_group_mb <= 1024:
-            raise UserInputError("row_group_mb", "between 0.01 and 1024", self.row_group_mb)
+        _check_ingest(self, "a folder of images or a manifest (.csv/.parquet)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -174,17 +171,9 @@ class IngestTextConfig:
     max_rejects: int | None = option(None, metavar="N", help=_MAX_REJECTS_HELP)
 
     def __post_init__(self) -> None:
-        _check_max_rejects(self.max_rejects)
-        if self.labels is not None and not [lab for lab in self.labels if lab.strip()]:
-            raise UserInputError("--labels", "a comma-separated list of label names", ",".join(self.labels))
-        if not self.input:
-            raise UserInputError("--input", "a text file (.csv/.tsv/.jsonl/.parquet) or a folder", self.input)
-        if not self.output:
-            raise UserInputError("--output", "a dataset directory or URL", self.output)
+        _check_ingest(self, "a text file (.csv/.tsv/.jsonl/.parquet) or a folder")
         if self.input_format not in ("auto", "csv", "tsv", "jsonl", "parquet", "txt"):
             raise UserInputError("--input-format", "auto, csv, tsv, jsonl, parquet or txt", self.input_format)
-        if not 0.01 <= self.row_group_mb <= 1024:
-            raise UserInputError("row_group_mb", "between 0.01 and 1024", self.row_group_mb)
 
     def to_dict(self) -> dict:
         return asdict(self)
