@@ -257,9 +257,16 @@ class ScoreConfig:
     label_col: str = option("label", help="a table's optional true-label column (for accuracy)")
     id_col: str | None = option(None, help="raw text input: optional id column")
     max_rejects: int | None = option(None, metavar="N", help=_MAX_REJECTS_HELP)
+    embeddings: bool = option(False, help="add an embedding column (array<float>): the output of the layer "
+                                          "before the task's head, for MLlib, clustering or a nearest-neighbour "
+                                          "search")
+    embedding_layer: str | None = option(None, metavar="NAME", help="with --embeddings: the layer whose output "
+                                                                    "is the embedding (default: the head's input)")
 
     def __post_init__(self) -> None:
         _check_max_rejects(self.max_rejects)
+        if self.embedding_layer and not self.embeddings:
+            raise UserInputError("--embedding-layer", "used with --embeddings", self.embedding_layer)
         if not 1 <= self.batch_size <= 1_000_000:
             raise UserInputError("--batch-size", "between 1 and 1000000", self.batch_size)
         if self.input_format not in SCORE_INPUT_FORMATS:

@@ -33,9 +33,34 @@ def load_model_safely(path: str):
         raise DatasetError(f"model file {path} cannot be read: {e}") from e
 
 
-def check_model_file(path: str, input_shape: tuple[int, ...], num_classes: int) -> None:
-    """Load ``path`` safely and check it takes ``input_shape`` and outputs ``num_classes`` (the card's)."""
+def embedding_layer(model, name: str | None = None):
+    """The layer whose output is a model's embedding: the one named ``name``, or by default the
+    input of the task's head (the layer before the last one: what the body computed).
+
+    >>> embedding_layer(model).name  # doctest: +SKIP
+    'dense'
+    """
+    if name:
+        try:
+            return model.get_layer(name)
+        except ValueError as e:
+            names = [lay.name for lay in model.layers]
+            raise DatasetError(f"the model has no layer {name!r}", f"one of {names}", name) from e
+    head = model.layers[-1]
+    inbound = head._inbound_nodes[0].inbound_layers if head._inbound_nodes else None
+    layer = inbound[0] if isinstance(inbound, list) else inbound
+    if layer is None or len(layer.output_shape) != 2:
+        raise DatasetError("the model's head does not sit on a flat feature layer",
+                           fix="Name the layer whose output you want with --embedding-layer")
+    return layer
+
+
+def check_model_file(path: str, input_shape: tuple[int, ...], num_classes: int, embedding: str | None = None) -> None:
+    """Load ``path`` safely and check it takes ``input_shape`` and outputs ``num_classes`` (the card's);
+    with ``embedding`` (``""``: the default layer, or a layer's name), that the embedding layer exists."""
     model = load_model_safely(path)
+    if embedding is not None:
+        embedding_layer(model, embedding or None)
     got_in = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
     got_out = model.output_shape[-1] if not isinstance(model.output_shape, list) else None
     if got_in != tuple(input_shape):

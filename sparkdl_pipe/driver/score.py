@@ -108,7 +108,8 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
         raise DatasetError(f"input {cfg.input} does not exist")
     storage.prepare_output(out, cfg.overwrite)
     # safe mode and the card's sha256, once, before any task (the file is fetched to this node's cache)
-    check_model_file(fetch_model(model.model_url, model.model_id), model.spec.shape, len(model.labels))
+    embeddings = (cfg.embedding_layer or "") if cfg.embeddings else None
+    check_model_file(fetch_model(model.model_url, model.model_id), model.spec.shape, len(model.labels), embeddings)
     spec = model.spec
     modality.load_artifacts(model.url, spec, model.card)  # a missing or altered vocabulary fails here
     fmt = score_format(inp, cfg.input_format, modality)
@@ -144,7 +145,7 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
                  modality_ref=modality.ref, spec_dict=spec.to_dict(), model_dir=model.url, card=model.card,
                  labels=model.labels, batch_size=cfg.batch_size, source=source, threads=score_threads(spark),
                  root=inp if fmt == "folder" else None, decoded_by_reader=fmt in READER_DECODED,
-                 task_name=model.task)
+                 task_name=model.task, embeddings=embeddings)
     return write_scores(src, fn, cfg, model, inp, out, fmt, hidden, t0, id_col=modality.key,
                         unknown_labels=unknown_labels)
 
@@ -163,7 +164,8 @@ def write_scores(src, score_fn, cfg: ScoreConfig, model, inp: str, out: str, fmt
     ``cfg.max_rejects`` publish nothing. ``unknown_labels``: input rows whose true label the model
     does not know. Runs on: driver."""
     with storage.staged_output(out, cfg.overwrite) as staging:
-        summary = src.mapInPandas(partial(score_and_write, score=score_fn, staging=staging, id_col=id_col),
+        summary = src.mapInPandas(partial(score_and_write, score=score_fn, staging=staging, id_col=id_col,
+                                          task_name=model.task, embeddings=cfg.embeddings),
                                   SCORE_SUMMARY_DDL).collect()
         keep_reported(staging, ("predictions", "rejects"), {r["name"] for r in summary if r["kind"] == "file"})
         counts: dict[str | None, list[int]] = {}
@@ -181,7 +183,7 @@ def write_scores(src, score_fn, cfg: ScoreConfig, model, inp: str, out: str, fmt
         rj.enforce_limit(cfg.max_rejects, rejects_by_reason, [(p, r) for r, p in examples.items()], out)
         acc = correct / labelled if labelled else None
         devices = sorted({r["name"] for r in summary if r["kind"] == "device"})
-        for d, schema, n in (("predictions", predictions_schema(id_col, model.task), n_ok),
+        for d, schema, n in (("predictions", predictions_schema(id_col, model.task, cfg.embeddings), n_ok),
                              ("rejects", rj.arrow_schema(id_col), n_rej)):
             rows = sum(r["n"] for r in summary if r["kind"] == "file" and r["name"].startswith(d + "/"))
             if rows != n:  # the tasks' counts and their files disagree: our bug

@@ -17,6 +17,7 @@ import pandas as pd
 
 from sparkdl_pipe.executor.devices import DeviceAssignment, pin_task_gpu, task_gpu_addresses
 from sparkdl_pipe.executor.ingest import read_and_prepare
+from sparkdl_pipe.executor.reading import read_bytes
 from sparkdl_pipe.executor.worker import prune_zip_importers
 from sparkdl_pipe.records import clean_label, content_id, label_from_rel_path, relative_to, root_prefix
 from sparkdl_pipe.rejects import MISSING_FILE
@@ -117,6 +118,53 @@ def forward_function(model):
     return forward
 
 
+_WITH_EMBEDDING: dict[tuple[int, str], tuple] = {}
+
+
+def forward_with_embedding(model, layer: str):
+    """``model``'s forward pass returning (outputs, the embedding layer's output), compiled once.
+
+    ``layer``: a layer name, or ``""`` for the input of the head (:func:`~sparkdl_pipe.safe_model.embedding_layer`).
+    """
+    got = _WITH_EMBEDDING.get((id(model), layer))
+    if got is not None and got[0] is model:
+        return got[1]
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from sparkdl_pipe.safe_model import embedding_layer
+
+    both = keras.Model(model.inputs, [model.outputs[0], embedding_layer(model, layer or None).output])
+    dtype = model.inputs[0].dtype
+    graph = tf.function(lambda t: both(t, training=False),
+                        input_signature=[tf.TensorSpec([None, *model.inputs[0].shape[1:]], dtype)])
+    _WITH_EMBEDDING.clear()
+
+    def forward(x: np.ndarray):
+        out, emb = graph(x.astype(dtype.as_numpy_dtype, copy=False))
+        return np.asarray(out), np.asarray(emb, dtype=np.float32).reshape(len(x), -1)
+
+    _WITH_EMBEDDING[(id(model), layer)] = (model, forward)
+    return forward
+
+
+def predict_with_embeddings(model, x: np.ndarray, batch_size: int, layer: str) -> tuple[np.ndarray, np.ndarray]:
+    """(outputs, embeddings as float32 (N, d)) for (N, ...) inputs, ``batch_size`` rows per call."""
+    forward = forward_with_embedding(model, layer)
+    if len(x) == 0:
+        return np.zeros((0, model.output_shape[-1]), dtype=np.float32), np.zeros((0, 0), dtype=np.float32)
+    parts = [forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def embedding_column(emb: np.ndarray, ok: np.ndarray) -> list:
+    """One float32 array per row (None for rejected rows), from the embeddings of the ``ok`` rows."""
+    out: list = [None] * len(ok)
+    for i, j in enumerate(np.flatnonzero(ok)):
+        out[j] = emb[i]
+    return out
+
+
 def predict_arrays(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """Class probabilities for (N, ...) inputs, ``batch_size`` rows per call of the compiled model."""
     if len(x) == 0:
@@ -174,7 +222,8 @@ def _keys_and_labels(pdf: pd.DataFrame, source: str, root_path: str | None, know
 def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: str, model_name: str,
                   modality_ref: str, spec_dict: dict, model_dir: str, card: dict, labels: list[str],
                   batch_size: int, source: str, threads: int | None = None, root: str | None = None,
-                  decoded_by_reader: bool = False, task_name: str = "classification") -> Iterator[pd.DataFrame]:
+                  decoded_by_reader: bool = False, task_name: str = "classification",
+                  embeddings: str | None = None) -> Iterator[pd.DataFrame]:
     """Score a partition of any kind of data. ``source`` says what the input holds:
 
     ``stored`` (an ingested split: the modality's feature column, ``true_label``), ``path`` (files
@@ -182,7 +231,8 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
     then its id or null, with ``content`` and ``malformed``). One output row per input row (the
     columns of :data:`SCORED_DDL`); rows that cannot be used carry ``reason``/``message`` and no
     prediction. With ``root`` (folder input), the true label is the file's label folder when the
-    model knows that label.
+    model knows that label. ``embeddings`` (``""``: the input of the head, or a layer's name) adds
+    an ``embedding`` column (float32 arrays) computed in the same forward pass.
     """
     from sparkdl_pipe import tasks
     from sparkdl_pipe.modalities import resolve
@@ -201,8 +251,14 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
     for pdf in batches:
         x, ok, reason, message = model_inputs(modality, spec, artifacts, pdf[col], source, decoded_by_reader)
         keys, true = _keys_and_labels(pdf, source, root_path, known, key_col)
-        cols = task.prediction_columns(predict_arrays(model, x, batch_size), ok, labels)
-        yield pd.DataFrame({modality.key: keys, "true_label": true, **cols, "model_name": model_name,
+        extra: dict = {}
+        if embeddings is None:
+            outputs = predict_arrays(model, x, batch_size)
+        else:
+            outputs, emb = predict_with_embeddings(model, x, batch_size, embeddings)
+            extra["embedding"] = embedding_column(emb, ok)
+        cols = task.prediction_columns(outputs, ok, labels)
+        yield pd.DataFrame({modality.key: keys, "true_label": true, **cols, **extra, "model_name": model_name,
                             "model_id": model_id, "reason": reason, "message": message, "device": device})
 
 
@@ -235,14 +291,66 @@ def append_predictions(batches: Iterator[pd.DataFrame], input_col: str, source: 
         yield out
 
 
-def predictions_schema(id_col: str, task_name: str = "classification"):
-    """The Arrow schema of the predictions table (``id_col``: the modality's record key)."""
+def append_embeddings(batches: Iterator[pd.DataFrame], input_col: str, source: str, model_path: str,
+                      model_id: str, modality_ref: str, spec_dict: dict, model_dir: str, card: dict,
+                      batch_size: int, layer: str, out_col: str, reason_col: str | None,
+                      threads: int | None = None) -> Iterator[pd.DataFrame]:
+    """Keep every input column and add ``out_col`` (the embedding, float32 arrays; null for rows that
+    cannot be used) and, when named, ``reason_col``. The batch function behind
+    :class:`sparkdl_pipe.ml.KerasFeaturizer`. Runs on: executors."""
+    from sparkdl_pipe.modalities import resolve
+
+    prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
+    modality = resolve(modality_ref)
+    spec = modality.spec_type.from_dict(spec_dict)
+    artifacts = modality.load_artifacts(model_dir, spec, card)
+    model = MODEL_CACHE.get(model_path, model_id, threads)
+    for pdf in batches:
+        x, ok, reason, _ = model_inputs(modality, spec, artifacts, pdf[input_col], source)
+        _, emb = predict_with_embeddings(model, x, batch_size, layer)
+        out = pdf.copy()
+        out[out_col] = embedding_column(emb, ok)
+        if reason_col:
+            out[reason_col] = reason
+        yield out
+
+
+def mixed_inputs(modality, spec, artifacts, values) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """:func:`model_inputs` for a column whose cells are bytes (the record) or strings (a path to
+    read for kinds whose tables name files, else the record itself), as SQL functions get them."""
+    n = len(values)
+    reason: list[str | None] = [None] * n
+    data: list = [None] * n
+    for i, v in enumerate(values):
+        if isinstance(v, str) and modality.table_reads == "path":
+            data[i], reason[i], _ = read_bytes(v)
+        elif isinstance(v, str):
+            data[i] = v.encode("utf-8")
+        elif v is None:
+            reason[i] = MISSING_FILE
+        else:
+            data[i] = bytes(v)
+    keep = [i for i in range(n) if reason[i] is None]
+    x, ok_kept, why, _ = model_inputs(modality, spec, artifacts, [data[i] for i in keep], "content")
+    ok = np.zeros(n, dtype=bool)
+    for j, i in enumerate(keep):
+        ok[i], reason[i] = ok_kept[j], why[j]
+    return x, ok, reason
+
+
+def predictions_schema(id_col: str, task_name: str = "classification", embeddings: bool = False):
+    """The Arrow schema of the predictions table (``id_col``: the modality's record key), with an
+    ``embedding`` list<float> column when embeddings are asked for."""
+    import pyarrow as pa
+
     from sparkdl_pipe import tasks
 
-    return tasks.get(task_name).prediction_schema(id_col)
+    schema = tasks.get(task_name).prediction_schema(id_col)
+    return schema.append(pa.field("embedding", pa.list_(pa.float32()))) if embeddings else schema
 
 
-def write_scored(frames: Iterator[pd.DataFrame], staging: str, id_col: str) -> Iterator[pd.DataFrame]:
+def write_scored(frames: Iterator[pd.DataFrame], staging: str, id_col: str, task_name: str = "classification",
+                 embeddings: bool = False) -> Iterator[pd.DataFrame]:
     """Write scored frames (:data:`SCORED_DDL` rows) as this task's part files of ``predictions`` and
     ``rejects`` under ``staging`` (:mod:`sparkdl_pipe.executor.parts`); yield only summary rows
     (:data:`SCORE_SUMMARY_DDL`). Runs on: executors."""
@@ -251,7 +359,7 @@ def write_scored(frames: Iterator[pd.DataFrame], staging: str, id_col: str) -> I
     from sparkdl_pipe.executor.parts import PartWriter
     from sparkdl_pipe.rejects import arrow_schema
 
-    preds = PartWriter(staging, "predictions", predictions_schema(id_col))
+    preds = PartWriter(staging, "predictions", predictions_schema(id_col, task_name, embeddings))
     rejects = PartWriter(staging, "rejects", arrow_schema(id_col))
     pending: list = []
     counts: dict[str | None, list[int]] = {}
@@ -288,6 +396,7 @@ def write_scored(frames: Iterator[pd.DataFrame], staging: str, id_col: str) -> I
     yield pd.DataFrame(summary, columns=["kind", "reason", "n", "labelled", "correct", "name"])
 
 
-def score_and_write(batches: Iterator[pd.DataFrame], score, staging: str, id_col: str) -> Iterator[pd.DataFrame]:
+def score_and_write(batches: Iterator[pd.DataFrame], score, staging: str, id_col: str,
+                    task_name: str = "classification", embeddings: bool = False) -> Iterator[pd.DataFrame]:
     """``score`` (a batch function yielding :data:`SCORED_DDL` frames) then :func:`write_scored`."""
-    yield from write_scored(score(batches), staging, id_col)
+    yield from write_scored(score(batches), staging, id_col, task_name, embeddings)

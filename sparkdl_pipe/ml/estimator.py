@@ -1,5 +1,5 @@
-"""The Spark ML Estimator and Model written once, for every kind of data: ``_KerasEstimator`` and
-``_KerasModel``. Each kind's stages (:mod:`.image`, :mod:`.text`) only add its preprocessing Params
+"""The Spark ML Estimator and Model written once, for every kind of data: ``KerasEstimator`` and
+``KerasModel``. Each kind's stages (:mod:`.image`, :mod:`.text`) only add its preprocessing Params
 and the spec they make.
 
 Runs on: driver. ``fit`` is the project's ingest + Horovod training over a DataFrame (the same code
@@ -31,7 +31,7 @@ from pyspark.ml.util import (
 from sparkdl_pipe import model_card as mc
 from sparkdl_pipe import storage
 from sparkdl_pipe.errors import UserInputError
-from sparkdl_pipe.ml.params import _ScoringParams, _TrainingParams
+from sparkdl_pipe.ml.params import ScoringParams, TrainingParams
 
 if TYPE_CHECKING:
     from sparkdl_pipe.driver.ingest import IngestResult
@@ -52,7 +52,7 @@ def _local_dir(path: str, what: str) -> str:
     return storage.local_path(url)
 
 
-def _source_kind(df, col: str, modality) -> str:
+def source_kind(df, col: str, modality) -> str:
     """What an input column holds for ``modality``: ``content`` (the record's bytes) or ``path``."""
     from pyspark.sql.types import BinaryType, StringType
 
@@ -67,7 +67,7 @@ def _source_kind(df, col: str, modality) -> str:
     raise UserInputError(f"input column {col!r}", "binary (file bytes) or string", t.simpleString())
 
 
-class _KerasEstimator(Estimator, _ScoringParams, _TrainingParams, DefaultParamsReadable, DefaultParamsWritable):
+class KerasEstimator(Estimator, ScoringParams, TrainingParams, DefaultParamsReadable, DefaultParamsWritable):
     """Trains a Keras model with Horovod on Spark from a DataFrame of records and labels.
 
     ``fit(df)``: ``inputCol`` holds the records (see each kind), ``labelCol`` string or integer
@@ -103,7 +103,7 @@ class _KerasEstimator(Estimator, _ScoringParams, _TrainingParams, DefaultParamsR
         from sparkdl_pipe.models.registry import get_builder, resolve_model
 
         spark = dataset.sparkSession
-        _source_kind(dataset, self.getInputCol(), modalities.get(self.kind))
+        source_kind(dataset, self.getInputCol(), modalities.get(self.kind))
         get_builder(resolve_model(self.getOrDefault(self.model), self.kind))  # fails here, before any work
         base = self.getOrDefault(self.workDir)
         if not base:
@@ -127,7 +127,7 @@ class _KerasEstimator(Estimator, _ScoringParams, _TrainingParams, DefaultParamsR
         return model
 
 
-class _KerasModel(Model, _ScoringParams, DefaultParamsReadable, DefaultParamsWritable):
+class KerasModel(Model, ScoringParams, DefaultParamsReadable, DefaultParamsWritable):
     """A trained model as a Transformer: ``transform(df)`` keeps every input column and adds
     ``predictionCol`` (class index), ``predictedLabelCol`` (its name), ``probabilityCol`` (its
     probability) and ``rejectReasonCol`` (why a row could not be scored, else null).
@@ -159,7 +159,7 @@ class _KerasModel(Model, _ScoringParams, DefaultParamsReadable, DefaultParamsWri
         info = self.modelInfo()
         modality = modalities.get(info.kind)
         col = self.getInputCol()
-        source = _source_kind(dataset, col, modality)
+        source = source_kind(dataset, col, modality)
         outs = {"prediction": self.getPredictionCol(), "label": self.getPredictedLabelCol(),
                 "probability": self.getProbabilityCol(), "reason": self.getRejectReasonCol()}
         clash = sorted(set(outs.values()) & set(dataset.columns))
@@ -183,14 +183,14 @@ class _KerasModel(Model, _ScoringParams, DefaultParamsReadable, DefaultParamsWri
         return dataset.mapInPandas(fn, schema)
 
     def write(self):
-        return _ModelWriter(self)
+        return ModelDirWriter(self)
 
     @classmethod
     def read(cls):
-        return _ModelReader(cls)
+        return ModelDirReader(cls)
 
 
-class _ModelWriter(DefaultParamsWriter):
+class ModelDirWriter(DefaultParamsWriter):
     """Spark ML metadata (params as JSON) plus the Keras model, card and report under ``<path>/model``."""
 
     def saveImpl(self, path: str) -> None:
@@ -204,7 +204,7 @@ class _ModelWriter(DefaultParamsWriter):
                 storage.copy(storage.join(src, name), storage.join(dst, name))
 
 
-class _ModelReader(DefaultParamsReader):
+class ModelDirReader(DefaultParamsReader):
     def load(self, path: str):
         inst = super().load(path)
         inst._set(modelDir=storage.join(storage.to_url(path), MODEL_SUBDIR))

@@ -18,12 +18,12 @@ from __future__ import annotations
 from pyspark import keyword_only
 
 from sparkdl_pipe.errors import UserInputError
-from sparkdl_pipe.ml.estimator import _KerasEstimator, _KerasModel
-from sparkdl_pipe.ml.params import _ImageParams
+from sparkdl_pipe.ml.estimator import KerasEstimator, KerasModel
+from sparkdl_pipe.ml.params import ImageParams
 
 
-class KerasImageClassifierModel(_KerasModel):
-    """A trained image classifier as a Transformer (see :class:`~sparkdl_pipe.ml.estimator._KerasModel`).
+class KerasImageClassifierModel(KerasModel):
+    """A trained image classifier as a Transformer (see :class:`~sparkdl_pipe.ml.estimator.KerasModel`).
 
     ``inputCol``: image file bytes (binary) or a path/URL (string).
     """
@@ -36,7 +36,7 @@ class KerasImageClassifierModel(_KerasModel):
         self._set(**self._input_kwargs)  # type: ignore[attr-defined]
 
 
-class KerasImageClassifier(_KerasEstimator, _ImageParams):
+class KerasImageClassifier(KerasEstimator, ImageParams):
     """Trains a Keras image classifier with Horovod on Spark from a DataFrame of images and labels.
 
     ``fit(df)``: ``inputCol`` holds image file bytes (binary) or paths/URLs (string), ``labelCol``

@@ -10,7 +10,7 @@ from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasLabelCol, HasPredictionCol, HasProbabilityCol
 
 
-class _ScoringParams(HasInputCol, HasPredictionCol, HasProbabilityCol):
+class ScoringParams(HasInputCol, HasPredictionCol, HasProbabilityCol):
     """What ``transform`` reads and writes; shared by the Estimator (passed on) and the Model."""
 
     predictedLabelCol: Param[str] = Param(Params._dummy(), "predictedLabelCol",
@@ -63,7 +63,7 @@ def _p(name: str, doc: str, conv) -> Param:
     return Param(Params._dummy(), name, doc, typeConverter=conv)
 
 
-class _TrainingParams(HasLabelCol):
+class TrainingParams(HasLabelCol):
     """What ``fit`` needs: the data columns, preprocessing, model and Horovod training settings."""
 
     pathCol = _p("pathCol", "optional column naming each record (split key, kept in the dataset); "
@@ -128,7 +128,7 @@ class _TrainingParams(HasLabelCol):
         return self._set(mlflowUri=value)
 
 
-class _ImageParams(Params):
+class ImageParams(Params):
     """How images are decoded (the ``ingest-images`` options)."""
 
     imageSize = _p("imageSize", "[height, width] (or [n] for square) the images are resized to",
@@ -146,7 +146,7 @@ class _ImageParams(Params):
         return self._set(channels=value)
 
 
-class _TextParams(Params):
+class TextParams(Params):
     """How text is tokenized (the ``ingest-text`` options)."""
 
     maxLen = _p("maxLen", "tokens per document after truncation/padding", TypeConverters.toInt)

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from pyspark import keyword_only
 
-from sparkdl_pipe.ml.estimator import _KerasEstimator, _KerasModel
-from sparkdl_pipe.ml.params import _TextParams
+from sparkdl_pipe.ml.estimator import KerasEstimator, KerasModel
+from sparkdl_pipe.ml.params import TextParams
 
 
-class KerasTextClassifierModel(_KerasModel):
-    """A trained text classifier as a Transformer (see :class:`~sparkdl_pipe.ml.estimator._KerasModel`).
+class KerasTextClassifierModel(KerasModel):
+    """A trained text classifier as a Transformer (see :class:`~sparkdl_pipe.ml.estimator.KerasModel`).
 
     ``inputCol``: the text (string, or UTF-8 bytes).
     """
@@ -37,7 +37,7 @@ class KerasTextClassifierModel(_KerasModel):
         self._set(**self._input_kwargs)  # type: ignore[attr-defined]
 
 
-class KerasTextClassifier(_KerasEstimator, _TextParams):
+class KerasTextClassifier(KerasEstimator, TextParams):
     """Trains a Keras text classifier with Horovod on Spark from a DataFrame of texts and labels.
 
     ``fit(df)``: ``inputCol`` holds the text (string, or UTF-8 bytes), ``labelCol`` string or
