@@ -189,8 +189,8 @@ def model_inputs(modality, spec, artifacts, values, source: str, decoded_by_read
     rows: list[np.ndarray] = []
     ok = np.zeros(n, dtype=bool)
     for i, v in enumerate(values):
-        if v is None or (source == "path" and not isinstance(v, str)):
-            reason[i], message[i] = MISSING_FILE, "no input (null)"
+        if (v is None and modality.table_reads == "path") or (source == "path" and not isinstance(v, str)):
+            reason[i], message[i] = MISSING_FILE, "no input (null)"  # a null text is the modality's to judge
             continue
         if isinstance(v, str) and source == "content":
             v = v.encode("utf-8")  # a string cell: its text, decoded strictly like any bytes
