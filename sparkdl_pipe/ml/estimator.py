@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
+import uuid
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -38,6 +40,9 @@ if TYPE_CHECKING:
     from sparkdl_pipe.driver.train import TrainResult
 
 log = logging.getLogger(__name__)
+
+#: Serialises fits in this driver process (see :meth:`KerasEstimator._fit`).
+_FIT_LOCK = threading.Lock()
 
 #: What a saved model directory keeps of the training output (checkpoints and logs stay behind),
 #: with the files the card names for its kind of data (a text model's ``vocab.json``).
@@ -70,6 +75,12 @@ def source_kind(df, col: str, modality) -> str:
 class KerasEstimator(Estimator, ScoringParams, TrainingParams, DefaultParamsReadable, DefaultParamsWritable):
     """Trains a Keras model with Horovod on Spark from a DataFrame of records and labels.
 
+    Tuning: ``CrossValidator`` and ``TrainValidationSplit`` with a ``ParamGridBuilder`` over
+    ``epochs``, ``learningRate``, ``batchSize``, ``model`` (or any Param) work as for any Spark
+    estimator; fits run one at a time whatever the ``parallelism``. The Model's ``prediction`` is
+    the class index in the natural order of the labels (numeric labels by value), so with labels
+    0..K-1 a ``MulticlassClassificationEvaluator(labelCol=<label>)`` compares like with like.
+
     ``fit(df)``: ``inputCol`` holds the records (see each kind), ``labelCol`` string or integer
     labels. The rows are prepared in the executors, split train/val/test by a stable hash, written
     as a Petastorm dataset under ``workDir`` and trained on ``numProc`` ranks; bad records are set
@@ -95,6 +106,17 @@ class KerasEstimator(Estimator, ScoringParams, TrainingParams, DefaultParamsRead
         return icfg, tcfg
 
     def _fit(self, dataset):
+        """One fit at a time in this driver: ``CrossValidator(parallelism=N)`` and ``fitMultiple``
+        threads would otherwise fight over the same task slots (Horovod needs all its ranks at once)."""
+        if not _FIT_LOCK.acquire(blocking=False):
+            log.info("another fit holds the task slots; this one waits for it (fits are serialised)")
+            _FIT_LOCK.acquire()
+        try:
+            return self._fit_alone(dataset)
+        finally:
+            _FIT_LOCK.release()
+
+    def _fit_alone(self, dataset):
         from sparkdl_pipe import modalities
         from sparkdl_pipe.driver.ingest import run_ingest_dataframe
         from sparkdl_pipe.driver.progress import StageProgress
@@ -112,7 +134,7 @@ class KerasEstimator(Estimator, ScoringParams, TrainingParams, DefaultParamsRead
                                      None, "Set it with setWorkDir")
             base = tempfile.mkdtemp(prefix="sparkdl_pipe-fit-")
         work = storage.join(storage.to_url(_local_dir(base, "workDir")),
-                            f"{self.uid}-{time.strftime('%Y%m%d-%H%M%S')}")
+                            f"{self.uid}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")
         icfg, tcfg = self._configs(work)
         with StageProgress(spark, "fit"):
             ing = run_ingest_dataframe(spark, dataset, icfg, self.getInputCol(), self.getLabelCol(),
