@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
 import time
 
@@ -221,4 +222,5 @@ def _train_rank(p: dict, local: str) -> dict:
         hb.stop()
     return {"rank": rank, "size": size, "history": cb.history, "test": test,
             "weights_digest": digest, "model_file": model_file, "steps_per_epoch": steps, "seconds": time.time() - t_start,
-            "devices": devices.with_tf_gpus().to_dict(), "horovod_loop": horovod_loop()}
+            "devices": devices.with_tf_gpus().to_dict(), "horovod_loop": horovod_loop(),
+            "host": socket.gethostname()}
