@@ -9,7 +9,6 @@
 # secrets. Compose then runs the tagged image (`up` finds it and builds nothing).
 #
 # Environment:
-#   SPARKDL_IMAGE       tag to build (default sparkdl-pipe:cpu, the compose file's image)
 #   BASE_IMAGE          base image; default: python:3.11-slim-bookworm if it is here or can be pulled,
 #                       else the Debian image of scripts/docker-base.sh (sparkdl-pipe-base:bookworm),
 #                       built from Debian's packages if missing (needs root and debootstrap)
@@ -23,7 +22,7 @@
 #   DOCKER_BUILD_ARGS   extra arguments for docker build (e.g. "--no-cache")
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-IMAGE="${SPARKDL_IMAGE:-sparkdl-pipe:cpu}"
+IMAGE=sparkdl-pipe:cpu  # the image docker-compose.yml names
 OFFICIAL_BASE=python:3.11-slim-bookworm
 DEBIAN_BASE=sparkdl-pipe-base:bookworm
 CA_BUNDLE="${SPARKDL_CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}"
