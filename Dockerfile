@@ -3,7 +3,7 @@
 #   CPU:  scripts/docker-image.sh   (= make image; BuildKit, the CA bundle as a build secret, and the
 #         Debian base of scripts/docker-base.sh when python:3.11-slim-bookworm cannot be pulled)
 #         or, with a registry and no TLS-intercepting proxy: docker compose build
-#   GPU:  docker compose -f docker-compose.yml -f docker-compose.gpu.yml build
+#   GPU:  docker compose -p sparkdl-pipe-gpu -f docker-compose.yml -f docker-compose.gpu.yml build
 #         (BASE_IMAGE=an nvidia/cuda *-cudnn-devel image, HOROVOD_GPU_OPERATIONS=NCCL)
 # Needs BuildKit (RUN --mount). No `# syntax=` line on purpose: it would pull the Dockerfile frontend
 # from Docker Hub; the frontend built into the engine (Docker 20.10 and newer) reads this file.
