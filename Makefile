@@ -1,5 +1,5 @@
 # The README's commands. `make install` once, then `make test`; `make demo` runs the main job.
-.PHONY: install test lint demo bench clean cluster-up cluster-down
+.PHONY: install test lint demo bench clean cluster-up cluster-down docker-base image compose-test
 
 VENV ?= .venv
 
@@ -32,3 +32,17 @@ cluster-up:
 
 cluster-down:
 	$(VENV)/bin/python -m sparkdl_pipe.cluster down --dir $(CLUSTER_DIR)
+
+# The docker-compose cluster (README "docker-compose"); needs a Docker engine, not run by `make test`.
+# docker-base: Debian 12 from Debian's packages as the local image sparkdl-pipe-base:bookworm (root,
+# debootstrap), for machines with no container registry; `make image` uses it when it must.
+docker-base:
+	bash scripts/docker-base.sh
+
+image:
+	bash scripts/docker-image.sh
+
+# Build the image, bring up master + 2 workers, run ingest -> 2-rank training -> scoring with
+# spark-submit from the client container, check the results, then `down -v` (also on failure).
+compose-test:
+	bash scripts/compose-test.sh

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -128,6 +129,7 @@ def test_spark_submit_jobs_on_the_cluster_with_gpu_scheduling(cluster, digits_fo
            "--batch-size", "32", "--num-proc", "2", conf=GPU_CONF)
     card = json.load(open(tmp_path / "model" / "model_card.json"))
     assert card["training"]["num_proc"] == 2 and card["final"]["test_rows"] == 360
+    assert card["training"]["hosts"] == [socket.gethostname()] * 2  # both workers run on this host
     assert card["training"]["transport"] == "gloo"  # a GPU job keeps one rank in each Spark task
     assert card["final"]["test_accuracy"] >= 0.85, card["final"]
     assert (tmp_path / "model" / "model.keras").exists()
@@ -172,5 +174,6 @@ def test_cpu_training_on_the_cluster_goes_over_mpi(cluster, digits_folder, tmp_p
     card = json.load(open(tmp_path / "model" / "model_card.json"))
     assert card["training"]["transport"] == "mpi" and card["training"]["transport_requested"] == "auto"
     assert card["training"]["num_proc"] == 2 and card["final"]["test_rows"] == 360
+    assert card["training"]["hosts"] == [socket.gethostname()] * 2  # both workers run on this host
     assert card["final"]["test_accuracy"] >= 0.85, card["final"]
     assert (tmp_path / "model" / "model.keras").exists()

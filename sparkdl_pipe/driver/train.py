@@ -107,6 +107,7 @@ def _model_card(cfg: TrainConfig, info, modality, task, plan: RankPlan, results:
                      "input": "cached" if plan.cache_shard else "streamed",
                      "effective_learning_rate": cfg.learning_rate * num_proc,
                      "seconds": time.time() - t0, "devices": [r.get("devices") for r in results],
+                     "hosts": [r.get("host") for r in results],  # by rank
                      "horovod_loop": r0.get("horovod_loop")},
         "history": hist,
         "final": {"val_accuracy": val_acc, "val_loss": float(hist[-1]["val_loss"]) if val_acc is not None else None,

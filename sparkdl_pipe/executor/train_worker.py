@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
 import time
 from typing import Any
@@ -195,4 +196,4 @@ def _train_rank(plan: RankPlan, local: str) -> dict:
     return {"rank": rank, "size": size, "history": cb.history, "test": test,
             "weights_digest": digest, "model_file": model_file, "steps_per_epoch": plan.steps_per_epoch,
             "seconds": time.time() - t_start, "devices": devices.with_tf_gpus().to_dict(),
-            "horovod_loop": horovod_loop()}
+            "horovod_loop": horovod_loop(), "host": socket.gethostname()}
