@@ -75,11 +75,9 @@ def source_kind(df, col: str, modality) -> str:
 class KerasEstimator(Estimator, ScoringParams, TrainingParams, DefaultParamsReadable, DefaultParamsWritable):
     """Trains a Keras model with Horovod on Spark from a DataFrame of records and labels.
 
-    Tuning: ``CrossValidator`` and ``TrainValidationSplit`` with a ``ParamGridBuilder`` over
-    ``epochs``, ``learningRate``, ``batchSize``, ``model`` (or any Param) work as for any Spark
-    estimator; fits run one at a time whatever the ``parallelism``. The Model's ``prediction`` is
-    the class index in the natural order of the labels (numeric labels by value), so with labels
-    0..K-1 a ``MulticlassClassificationEvaluator(labelCol=<label>)`` compares like with like.
+    Fits run one at a time in a driver, whatever a tuner's ``parallelism``, each in its own work
+    directory. (Spark's evaluators want a double ``prediction``; the Model's is the int class
+    index, so ``CrossValidator`` does not work yet: issue 23.)
 
     ``fit(df)``: ``inputCol`` holds the records (see each kind), ``labelCol`` string or integer
     labels. The rows are prepared in the executors, split train/val/test by a stable hash, written
