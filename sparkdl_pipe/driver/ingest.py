@@ -144,37 +144,30 @@ def zone_of(u: float, val_fraction: float, test_fraction: float) -> tuple[int, b
     return (0 if u < test_fraction else 1 if u < test_fraction + val_fraction else 2), u < val_fraction
 
 
-def ingest_stats(prepared, val_fraction: float, test_fraction: float, sums: dict | None = None) -> IngestStats:
-    """Totals, rejects by reason, labels, input split hints and per-split/per-class counts, in one job.
-
-    ``sums``: extra per-split sums (name -> Spark column over accepted rows, e.g. truncated texts).
-    """
+def ingest_stats(prepared, val_fraction: float, test_fraction: float) -> IngestStats:
+    """Totals, rejects by reason, labels, input split hints and per-split/per-class counts, in one job."""
     from pyspark.sql import functions as F
 
-    sums = sums or {}
     band, below = split_zones(val_fraction, test_fraction)
     rows = prepared.groupBy("reason", "label_name", "split_hint", band.alias("band"), below.alias("below_val")) \
-        .agg(F.count(F.lit(1)).alias("n"), *[F.sum(c).alias(k) for k, c in sums.items()]).collect()
-    return tally(rows, list(sums))
+        .agg(F.count(F.lit(1)).alias("n")).collect()
+    return tally(rows)
 
 
-def tally(rows, sums: list[str] | None = None) -> IngestStats:
+def tally(rows) -> IngestStats:
     """:class:`IngestStats` from count rows (mappings of reason, label_name, split_hint, band,
-    below_val, n and the ``sums`` names), however they were counted."""
-    sums = sums or []
+    below_val, n), however they were counted."""
     rejects: dict[str, int] = {}
     for r in rows:
         if r["reason"] is not None:
             rejects[r["reason"]] = rejects.get(r["reason"], 0) + r["n"]
     ok = [r for r in rows if r["reason"] is None]
     hints = {r["split_hint"] for r in ok if r["split_hint"]}
-    splits: dict[str, dict] = {s: {"count": 0, "per_class": {}, **{k: 0 for k in sums}} for s in storage.SPLITS}
+    splits: dict[str, dict] = {s: {"count": 0, "per_class": {}} for s in storage.SPLITS}
     for r in ok:
         d = splits[split_of(r["split_hint"], r["band"], r["below_val"], hints)]
         d["count"] += r["n"]
         d["per_class"][r["label_name"]] = d["per_class"].get(r["label_name"], 0) + r["n"]
-        for k in sums:
-            d[k] += int(r[k] or 0)
     return IngestStats(sum(r["n"] for r in rows), rejects, mf.natural_sorted({r["label_name"] for r in ok}),
                        hints, splits)
 
