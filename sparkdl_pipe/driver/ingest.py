@@ -28,11 +28,11 @@ from sparkdl_pipe import manifest as mf
 from sparkdl_pipe import modalities, storage
 from sparkdl_pipe import rejects as rj
 from sparkdl_pipe.config import IngestConfig, IngestImagesConfig, IngestTextConfig, as_ingest_config
+from sparkdl_pipe.driver.listing import FolderListing, HiddenNames, SkippedHidden, list_folder
 from sparkdl_pipe.driver.sources import (
     READER_DECODED,
     detect_format,
     hidden_files,
-    list_input_files,
     spread,
     table_source,
 )
@@ -40,14 +40,12 @@ from sparkdl_pipe.errors import DatasetError, UserInputError
 from sparkdl_pipe.executor.ingest import (
     KEYED_DDL,
     SUMMARY_DDL,
-    key_record,
     key_records,
     prepare_records,
     prepared_ddl,
     write_records,
 )
 from sparkdl_pipe.executor.parts import keep_reported, write_empty
-from sparkdl_pipe.records import path_of, root_prefix
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +71,8 @@ class IngestResult:
     stats: dict[str, int] = field(default_factory=dict)
     fitted: dict[str, int] = field(default_factory=dict)
     kind: str = "image"
+    #: Seconds of the job's phases (a folder input: ``list_and_count``, listing and counting it).
+    phases: dict[str, float] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> int:
         for d in ("stats", "fitted"):
@@ -226,30 +226,35 @@ def _keyed_schema(with_content: bool = False) -> str:
     return KEYED_DDL + (", content binary" if with_content else "") + ", split string, label int"
 
 
-def key_listing(spark, files: list[str], root: str, cfg: IngestConfig):
-    """(keyed DataFrame, :class:`IngestStats`) for a folder listing, keyed and split on the driver.
+def key_listing(spark, listing: FolderListing, cfg: IngestConfig):
+    """(keyed DataFrame, :class:`IngestStats`) for a folder listed and keyed in the executors
+    (:func:`sparkdl_pipe.driver.listing.list_folder`).
 
-    The driver has every path already (it listed them), so hashing, labels and the split rule run
-    here and no Spark job is needed before reading. Records are sorted by (split, order key) and
-    cut into contiguous tasks: the written files are the split in its shuffled order.
+    One aggregation over the persisted listing gives the counts; the records are then spread over
+    the write tasks by their order key (a hash: every task gets a random share of every folder) and
+    sorted by (split, order key) within each task, so each written file holds its split in a
+    shuffled order. Nothing here grows with the number of files on the driver.
     """
-    allowed = set(cfg.labels) if cfg.labels is not None else None
-    root_path = root_prefix(root)
-    val, test = cfg.split.val_fraction, cfg.split.test_fraction
-    keyed = [key_record(p, None, None, cfg.split.seed, root_path, False, allowed) for p in files]
-    groups: dict[tuple, int] = {}
-    for _p, _rel, label, hint, u, _o, reason, _m in keyed:
-        k = (reason, label if reason is None else None, hint, *zone_of(u, val, test))
-        groups[k] = groups.get(k, 0) + 1
-    st = tally([dict(zip(("reason", "label_name", "split_hint", "band", "below_val"), k, strict=True), n=n)
-                for k, n in groups.items()])
-    index = {name: i for i, name in enumerate(st.labels)}
-    rows = [(*r, split_of(r[3], *zone_of(r[4], val, test), st.hints), index[r[2]]) if r[6] is None
-            else (*r, None, None) for r in keyed]
-    rows.sort(key=lambda r: (r[8] or "", r[5]))
-    n = _task_count(spark, len(rows), _row_bytes(cfg.spec, modalities.get(cfg.kind)))
-    rdd = spark.sparkContext.parallelize(rows, max(1, min(n, len(rows))))
-    return spark.createDataFrame(rdd, _keyed_schema()), st
+
+    records = listing.records(tuple(c.split()[0] for c in KEYED_DDL.split(", ")))
+    st = ingest_stats(records, cfg.split.val_fraction, cfg.split.test_fraction)
+    return _assign_splits(spark, records, st, cfg, by_hash=True), st
+
+
+def _assign_splits(spark, keyed, st: IngestStats, cfg: IngestConfig, by_hash: bool = False,
+                   with_content: bool = False):
+    """Keyed records with their final split and label index, partitioned for the write job."""
+    from pyspark.sql import functions as F
+
+    label_map = F.create_map(*[x for i, name in enumerate(st.labels) for x in (F.lit(name), F.lit(i))])
+    ok = F.col("reason").isNull()
+    n = _task_count(spark, st.total, _row_bytes(cfg.spec, modalities.get(cfg.kind)))
+    out = keyed.withColumn("split", F.when(ok, split_column(st.hints, cfg.split.val_fraction,
+                                                               cfg.split.test_fraction))) \
+        .withColumn("label", F.when(ok, label_map[F.col("label_name")]).cast("int"))
+    out = out.repartition(n, "order_key") if by_hash else out.repartitionByRange(n, "split", "order_key")
+    out = out.sortWithinPartitions("split", "order_key")
+    return out.select(*[c.split()[0] for c in _keyed_schema(with_content).split(", ")])
 
 
 def key_dataframe(spark, src, cfg: IngestConfig, root: str | None):
@@ -260,7 +265,6 @@ def key_dataframe(spark, src, cfg: IngestConfig, root: str | None):
     records are range-partitioned by (split, order key).
     """
     from pyspark import StorageLevel
-    from pyspark.sql import functions as F
 
     with_content = "content" in src.columns
     fn = partial(key_records, seed=cfg.split.seed, root=root, from_manifest=root is None,
@@ -268,14 +272,7 @@ def key_dataframe(spark, src, cfg: IngestConfig, root: str | None):
     keyed = src.mapInPandas(fn, KEYED_DDL + (", content binary" if with_content else "")) \
         .persist(StorageLevel.MEMORY_AND_DISK)
     st = ingest_stats(keyed, cfg.split.val_fraction, cfg.split.test_fraction)
-    label_map = F.create_map(*[x for i, name in enumerate(st.labels) for x in (F.lit(name), F.lit(i))])
-    ok = F.col("reason").isNull()
-    n = _task_count(spark, st.total, _row_bytes(cfg.spec, modalities.get(cfg.kind)))
-    out = keyed.withColumn("split", F.when(ok, split_column(st.hints, cfg.split.val_fraction,
-                                                               cfg.split.test_fraction))) \
-        .withColumn("label", F.when(ok, label_map[F.col("label_name")]).cast("int")) \
-        .repartitionByRange(n, "split", "order_key").sortWithinPartitions("split", "order_key")
-    return out.select(*[c.split()[0] for c in _keyed_schema(with_content).split(", ")]), st, keyed
+    return _assign_splits(spark, keyed, st, cfg, with_content=with_content), st, keyed
 
 
 def run_ingest(spark, cfg: IngestConfig | IngestImagesConfig | IngestTextConfig) -> IngestResult:
@@ -297,16 +294,22 @@ def run_ingest(spark, cfg: IngestConfig | IngestImagesConfig | IngestTextConfig)
     storage.prepare_output(out, cfg.overwrite)
     fmt = detect_format(inp, cfg.input_format, modality.describe_input())
     if fmt == "folder":
-        listing = list_input_files(inp)
-        keyed, st = key_listing(spark, listing.files, inp, cfg)
-        return write_ingested(spark, keyed, st, cfg, inp, out, "folder", listing.hidden, t0)
+        listing = list_folder(spark, inp, {"seed": cfg.split.seed, "allowed_labels":
+                                           list(cfg.labels) if cfg.labels is not None else None})
+        try:
+            keyed, st = key_listing(spark, listing, cfg)
+            listed = time.time() - t0
+            return write_ingested(spark, keyed, st, cfg, inp, out, "folder", listing, t0,
+                                  phases={"list_and_count": listed})
+        finally:
+            listing.unpersist()
     flag = "--path-col" if modality.table_reads == "path" else "--text-col"
     src, _ = table_source(spark, inp, fmt, main_col=cfg.main_col, main_flag=flag, reads=modality.table_reads,
                        label_col=cfg.label_col, id_col=cfg.id_col, split_col=cfg.split_col)
     src = spread(src, rows_per_partition=20000)
     keyed, st, cached = key_dataframe(spark, src, cfg, None)
     input_kind = "manifest" if modality.table_reads == "path" else fmt
-    return write_ingested(spark, keyed, st, cfg, inp, out, input_kind, hidden_files(inp), t0, cached,
+    return write_ingested(spark, keyed, st, cfg, inp, out, input_kind, HiddenNames(hidden_files(inp)), t0, cached,
                           decoded_by_reader=fmt in READER_DECODED)
 
 
@@ -355,7 +358,7 @@ def run_ingest_dataframe(spark, df, cfg, input_col: str, label_col: str,
     src = df.select(*cols, F.col(label_col).cast("string").alias("label_name"),
                     F.lit(None).cast("string").alias("split_hint"))
     keyed, st, cached = key_dataframe(spark, src, cfg, None)
-    return write_ingested(spark, keyed, st, cfg, cfg.input, out, "dataframe", [], t0, cached)
+    return write_ingested(spark, keyed, st, cfg, cfg.input, out, "dataframe", HiddenNames([]), t0, cached)
 
 
 def _fit_pass(spark, keyed, cfg: IngestConfig, modality, decoded_by_reader: bool):
@@ -412,8 +415,8 @@ def _tally_written(summary, modality) -> tuple[dict[str, dict], dict[str, int]]:
 
 
 def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestConfig, inp: str, out: str,
-                   input_kind: str, hidden: list[str], t0: float, cached=None,
-                   decoded_by_reader: bool = False) -> IngestResult:
+                   input_kind: str, hidden: FolderListing | HiddenNames, t0: float, cached=None,
+                   decoded_by_reader: bool = False, phases: dict[str, float] | None = None) -> IngestResult:
     """Prepare, encode, write and publish keyed records (:func:`key_listing` / :func:`key_dataframe`).
 
     ``planned``: the counts before reading (a split's count there sizes its row groups). One Spark
@@ -428,7 +431,7 @@ def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestConfig, inp: s
         total = planned.total
         if total == 0:
             raise DatasetError(f"no records found in {cfg.input}", fix=f"Check the path; hidden files "
-                               f"({len(hidden)}) are skipped")
+                               f"({hidden.count()}) are skipped")
         by_mb = max(1, int(cfg.row_group_mb * 2**20 // (_row_bytes(spec, modality) + 96)))
         # a split of n >= 16 planned rows gets at least 16 row groups (Petastorm deals whole groups)
         rows_per_group = {s: max(1, min(by_mb, planned.splits[s]["count"] // MIN_ROW_GROUPS_PER_SPLIT))
@@ -451,6 +454,10 @@ def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestConfig, inp: s
                 splits[s].update(path=s, row_groups=groups)
             if not n_rej:
                 write_empty(storage.join(staging, "rejects"), rj.arrow_schema(modality.key))
+            t_hidden = time.time()
+            skipped: SkippedHidden = hidden.publish(spark, staging)
+            phases = {**(phases or {}), "write": t_hidden - t0 - (phases or {}).get("list_and_count", 0.0),
+                      "hidden": time.time() - t_hidden}
             fitted_doc = modality.save_artifacts(artifacts, staging) if artifacts is not None else {}
             labels = planned.labels  # the stored label indices are positions in this list
             doc = {
@@ -473,8 +480,8 @@ def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestConfig, inp: s
                                else "sha1(seed:id)"},
                 "rejects": {"count": n_rej, "per_reason": rejects_by_reason, "path": "rejects",
                             "max_rejects": cfg.max_rejects},
-                "skipped": {"hidden": len(hidden), "examples": [path_of(h) for h in hidden[:20]]},
-                "files_seen": total + len(hidden),
+                "skipped": skipped.to_dict(),
+                "files_seen": total + skipped.count,
                 "row_group_mb": cfg.row_group_mb,
                 "versions": mf.versions(),
             }
@@ -484,10 +491,10 @@ def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestConfig, inp: s
             cached.unpersist()
         if prepared is not None:
             prepared.unpersist()
-    res = IngestResult(out, total, accounted(total, splits, n_rej), n_rej, rejects_by_reason, len(hidden),
+    res = IngestResult(out, total, accounted(total, splits, n_rej), n_rej, rejects_by_reason, skipped.count,
                        labels, fingerprint, time.time() - t0,
                        stats={k: sum(splits[s][k] for s in storage.SPLITS) for k in modality.stat_names},
                        fitted=modality.fitted_sizes(artifacts) if artifacts is not None else {},
-                       kind=modality.kind)
+                       kind=modality.kind, phases=phases)
     log.info(res.summary())
     return res

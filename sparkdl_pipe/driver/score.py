@@ -15,13 +15,12 @@ from functools import partial
 from sparkdl_pipe import modalities, storage
 from sparkdl_pipe import rejects as rj
 from sparkdl_pipe.config import ScoreConfig
+from sparkdl_pipe.driver.listing import FolderListing, HiddenNames, list_folder
 from sparkdl_pipe.driver.sources import (
     READER_DECODED,
     detect_format,
-    folder_frame,
     hidden_files,
     is_dataset_split,
-    list_input_files,
     spread,
     table_source,
 )
@@ -113,7 +112,7 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
     spec = model.spec
     modality.load_artifacts(model.url, spec, model.card)  # a missing or altered vocabulary fails here
     fmt = score_format(inp, cfg.input_format, modality)
-    hidden: list[str] = []
+    hidden: FolderListing | HiddenNames = HiddenNames([])
     unknown_labels = 0
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.batch_size))
     if fmt == "petastorm":
@@ -126,8 +125,8 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
             modality.key, modality.feature, F.col("label_name").alias("true_label"))
         source = "stored"
     elif fmt == "folder":
-        listing = list_input_files(inp)
-        src, hidden, source = folder_frame(spark, listing.files), listing.hidden, "path"
+        hidden = list_folder(spark, inp)  # listed in the executors, persisted until the job is done
+        src, source = spread(hidden.records(("path",)), rows_per_partition=5000), "path"
     else:
         reads = modality.table_reads
         table, has_label = table_source(spark, inp, fmt, main_col=cfg.manifest_path_col if reads == "path" else cfg.text_col,
@@ -135,7 +134,7 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
                              label_col=cfg.label_col, id_col=cfg.id_col, label_required=False)
         src = spread(table.withColumnRenamed("label_name", "true_label"), rows_per_partition=5000 if reads == "path"
                      else 20000)
-        hidden, source = hidden_files(inp), reads
+        hidden, source = HiddenNames(hidden_files(inp)), reads
         if has_label:
             unknown_labels = src.filter(F.col("true_label").isNotNull()
                                         & ~F.trim(F.col("true_label")).isin(model.labels)).count()
@@ -146,8 +145,12 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
                  labels=model.labels, batch_size=cfg.batch_size, source=source, threads=score_threads(spark),
                  root=inp if fmt == "folder" else None, decoded_by_reader=fmt in READER_DECODED,
                  task_name=model.task, embeddings=embeddings)
-    return write_scores(src, fn, cfg, model, inp, out, fmt, hidden, t0, id_col=modality.key,
-                        unknown_labels=unknown_labels)
+    try:
+        return write_scores(spark, src, fn, cfg, model, inp, out, fmt, hidden, t0, id_col=modality.key,
+                            unknown_labels=unknown_labels)
+    finally:
+        if isinstance(hidden, FolderListing):
+            hidden.unpersist()
 
 
 def score_threads(spark) -> int:
@@ -156,8 +159,9 @@ def score_threads(spark) -> int:
         int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
 
 
-def write_scores(src, score_fn, cfg: ScoreConfig, model, inp: str, out: str, fmt: str, hidden: list[str],
-                 t0: float, id_col: str = "path", unknown_labels: int = 0) -> ScoreResult:
+def write_scores(spark, src, score_fn, cfg: ScoreConfig, model, inp: str, out: str, fmt: str,
+                 hidden: FolderListing | HiddenNames, t0: float, id_col: str = "path",
+                 unknown_labels: int = 0) -> ScoreResult:
     """Score ``src`` with the batch function ``score_fn`` (yielding ``SCORED_DDL``-like frames, the
     record id in ``id_col``) and publish predictions, rejects and the summary JSON, in one Spark job:
     each task writes its own part files and returns only counts. More rejects than
@@ -190,18 +194,19 @@ def write_scores(src, score_fn, cfg: ScoreConfig, model, inp: str, out: str, fmt
                 raise AssertionError(f"scoring wrote {rows} {d} rows, counted {n}")
             if not n:
                 write_empty(storage.join(staging, d), schema)
+        skipped = hidden.publish(spark, staging)
         storage.write_json(storage.join(staging, SUMMARY_FILE), {
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "input": inp, "input_format": fmt, "model": model.url, "model_name": model.name,
             "model_id": model.model_id, "input_rows": total, "scored": n_ok, "rejected": n_rej,
             "rejects_by_reason": rejects_by_reason, "labelled_rows": labelled, "accuracy": acc,
             "unknown_true_labels": unknown_labels, "max_rejects": cfg.max_rejects,
-            "skipped": {"hidden": len(hidden), "examples": hidden[:20]},
-            "files_seen": total + len(hidden),
+            "skipped": {**skipped.to_dict(), "examples": skipped.examples},
+            "files_seen": total + skipped.count,
             "batch_size": cfg.batch_size, "seconds": time.time() - t0,
             "devices": [json.loads(d) for d in devices],
         })
-    res = ScoreResult(out, total, n_ok, n_rej, rejects_by_reason, labelled, acc, len(hidden), model.model_id,
+    res = ScoreResult(out, total, n_ok, n_rej, rejects_by_reason, labelled, acc, skipped.count, model.model_id,
                       time.time() - t0, unknown_labels)
     log.info(res.summary())
     return res

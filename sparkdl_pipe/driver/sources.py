@@ -1,9 +1,11 @@
 """Reading job inputs, for every kind of data: folders of files (listed, nothing lost on the way),
 tables (CSV/TSV, JSON Lines, Parquet), and splits of ingested datasets.
 
-A folder is listed on the driver and each file is read by path in the executors
-(:func:`sparkdl_pipe.executor.reading.read_bytes`), so one unreadable file, broken symlink or FIFO
-is one reject with a reason, never a failed job. A table becomes one uniform DataFrame,
+A folder input is listed by the executors (:mod:`sparkdl_pipe.driver.listing`) and each file is
+read by path in the executors (:func:`sparkdl_pipe.executor.reading.read_bytes`), so one
+unreadable file, broken symlink or FIFO is one reject with a reason, never a failed job. The
+driver-side walk here (:func:`list_input_files`) remains for small folders: the part-file folder
+of a table input, whose hidden files are counted. A table becomes one uniform DataFrame,
 :data:`TABLE_COLUMNS`: rows a reader cannot parse are kept and flagged (``malformed``) so the
 executors reject them with a reason.
 
@@ -217,16 +219,6 @@ def resolved_path(table_url: str, col: str):
     base = table_url.rsplit("/", 1)[0]
     p = F.col(col).cast("string")
     return F.when(p.rlike(r"^([a-zA-Z][a-zA-Z0-9+.-]*:|/)"), p).otherwise(F.concat(F.lit(base + "/"), p))
-
-
-def folder_frame(spark, files: list[str], files_per_partition: int = 2000):
-    """A DataFrame of :data:`TABLE_COLUMNS` for listed files (read by path in the executors)."""
-    import math
-
-    n = max(1, math.ceil(len(files) / files_per_partition),
-            spark.sparkContext.defaultParallelism * 2 if len(files) >= 64 else 1)
-    rdd = spark.sparkContext.parallelize([(p,) for p in files], n)
-    return spark.createDataFrame(rdd, "path string")
 
 
 def spread(df, rows_per_partition: int):

@@ -53,19 +53,30 @@ def key_record(path, label, hint, seed: int, root_path: str | None, from_table: 
     by a hash of its content). A record the reader could not parse, with no label (when
     ``need_label``), or with a label not in ``allowed`` is rejected here: it is never read.
     """
-    if from_table:
-        if not (isinstance(path, str) and path != ""):
-            path = content_id(content if content is not None else malformed)
-        rel = path
-        label, hint = clean_label(label), split_hint(hint)
-    else:
-        rel = relative_to(path, root_path)
-        label, hint = label_from_rel_path(rel)
+    if not from_table:
+        return key_folder_file(path, relative_to(path, root_path), seed, allowed, need_label)
+    if not (isinstance(path, str) and path != ""):
+        path = content_id(content if content is not None else malformed)
+    rel = path
+    label, hint = clean_label(label), split_hint(hint)
     u, order = stable_hash(seed, rel)
     reason = message = None
     if malformed is not None:
         reason, message = malformed_reason(malformed)
     elif need_label and label is None:
+        reason, message = NO_LABEL, "no label: put the file in a <label>/ folder or give a label column"
+    elif allowed is not None and label is not None and label not in allowed:
+        reason, message = UNKNOWN_LABEL, f"label {label!r} is not one of --labels {sorted(allowed)}"[:300]
+    return path, rel, label, hint, u, order, reason, message
+
+
+def key_folder_file(path: str, rel: str, seed: int, allowed: set[str] | None, need_label: bool = True) -> tuple:
+    """:func:`key_record` of a file of a folder input: ``rel`` is its path relative to the root, which
+    gives its label and split hint (:func:`~sparkdl_pipe.records.label_from_rel_path`)."""
+    label, hint = label_from_rel_path(rel)
+    u, order = stable_hash(seed, rel)
+    reason = message = None
+    if need_label and label is None:
         reason, message = NO_LABEL, "no label: put the file in a <label>/ folder or give a label column"
     elif allowed is not None and label is not None and label not in allowed:
         reason, message = UNKNOWN_LABEL, f"label {label!r} is not one of --labels {sorted(allowed)}"[:300]

@@ -1,0 +1,267 @@
+"""Listing a folder input at data-lake scale: the driver lists folders, the executors list files.
+
+The driver reads the top one or two levels of the input and keeps only folder names (its memory
+and work grow with the number of folders, not files); the folders become *units* that Spark tasks
+walk in parallel (:mod:`sparkdl_pipe.executor.listing`), keying each file for ingest on the spot.
+What the tasks find is persisted on the executors' disks (``DISK_ONLY``: in local mode the
+executor is the driver's JVM, whose memory must not grow with the files) and read again by the
+counting and writing jobs, so the input is listed exactly once: every count of a job comes from the
+same listing.
+
+Symlinked folders: a task never enters one, it reports it. The driver then decides once for the
+whole input, in rounds: a link to a folder inside the input root is not followed (that folder is
+listed at its real place), a link to a folder outside it is walked once (the first link in path
+order names its files), and a link to a folder already walked, or inside one, is not followed
+(loops end there). Spark's ``binaryFile``/file index was not used: it drops hidden files
+silently (they must be counted and listed), keeps every file's status in the driver's JVM, and
+fails its task on an unreadable file.
+
+Hidden files (a path component starting with ``.`` or ``_``) are counted; the manifest shows the
+first :data:`HIDDEN_EXAMPLES` in path order, and when there are more, the full list is written
+beside the manifest as the Parquet table :data:`HIDDEN_DIR` (column ``path``).
+
+Runs on: driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from functools import partial
+
+from sparkdl_pipe import storage
+from sparkdl_pipe.executor.listing import (
+    LISTED_DDL,
+    PATHS_SUMMARY_DDL,
+    UNIT_DDL,
+    is_hidden,
+    list_units,
+    write_paths,
+)
+from sparkdl_pipe.executor.parts import keep_reported
+from sparkdl_pipe.records import path_of
+
+log = logging.getLogger(__name__)
+
+#: Hidden files named in a manifest or scoring summary; beyond this, the full list is a table.
+HIDDEN_EXAMPLES = 20
+#: The table of every hidden file (``path``), beside the manifest when there are more than the examples.
+HIDDEN_DIR = "skipped"
+#: Folder levels the driver reads itself before handing folders to the tasks.
+DRIVER_LEVELS = 2
+#: The driver stops descending once it has this many folders per task slot to hand out.
+UNITS_PER_SLOT = 16
+#: Rounds of symlinked folders followed (each round walks only folders never walked before).
+MAX_LINK_ROUNDS = 64
+
+
+@dataclass(frozen=True)
+class SkippedHidden:
+    """Hidden files of one input, as a manifest or scoring summary records them."""
+
+    count: int
+    examples: list[str]
+    table: str | None = None
+
+    def to_dict(self) -> dict:
+        d: dict = {"hidden": self.count, "examples": [path_of(h) for h in self.examples]}
+        if self.table:
+            d["path"] = self.table
+        return d
+
+
+class HiddenNames:
+    """Hidden files the driver already holds (a table input's part-file folder: a few names)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = sorted(names)
+
+    def count(self) -> int:
+        return len(self.names)
+
+    def publish(self, spark, staging: str) -> SkippedHidden:
+        """Count them; over :data:`HIDDEN_EXAMPLES`, write the full list into ``staging``."""
+        if len(self.names) <= HIDDEN_EXAMPLES:
+            return SkippedHidden(len(self.names), self.names)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        fs, base = storage.filesystem(storage.join(staging, HIDDEN_DIR))
+        fs.create_dir(base, recursive=True)
+        with fs.open_output_stream(f"{base}/part-00000-driver.parquet") as f:
+            pq.write_table(pa.table({"path": pa.array(self.names, pa.string())}), f, compression="snappy")
+        return SkippedHidden(len(self.names), self.names[:HIDDEN_EXAMPLES], HIDDEN_DIR)
+
+
+@dataclass
+class FolderListing:
+    """A folder input listed by the executors: the persisted rows of every round (:data:`LISTED_DDL`)."""
+
+    root: str
+    frames: list = field(default_factory=list)
+    units: int = 0
+    links_followed: int = 0
+    links_skipped: int = 0
+
+    def union(self):
+        out = self.frames[0]
+        for f in self.frames[1:]:
+            out = out.unionByName(f)
+        return out
+
+    def records(self, columns: tuple[str, ...] = ()):
+        """The files to read (rows of ``entry == 'record'``), with ``columns`` (default: all listed)."""
+        from pyspark.sql import functions as F
+
+        df = self.union().filter(F.col("entry") == "record")
+        return df.select(*columns) if columns else df
+
+    def count(self) -> int:
+        """How many hidden files (one Spark job over the persisted listing)."""
+        from pyspark.sql import functions as F
+
+        return self.union().filter(F.col("entry") == "hidden").count()
+
+    def publish(self, spark, staging: str) -> SkippedHidden:
+        """Count the hidden files and write their full list into ``staging`` (one Spark job); over
+        :data:`HIDDEN_EXAMPLES`, the table stays, else it is removed and the examples say it all."""
+        from pyspark.sql import functions as F
+
+        hidden = self.union().filter(F.col("entry") == "hidden").select("path")
+        summary = hidden.mapInPandas(partial(write_paths, staging=staging, subdir=HIDDEN_DIR,
+                                             examples=HIDDEN_EXAMPLES), PATHS_SUMMARY_DDL).collect()
+        count = sum(r["n"] for r in summary if r["kind"] == "count")
+        examples = sorted(r["name"] for r in summary if r["kind"] == "example")[:HIDDEN_EXAMPLES]
+        files = {r["name"] for r in summary if r["kind"] == "file"}
+        if count <= HIDDEN_EXAMPLES:
+            storage.remove(storage.join(staging, HIDDEN_DIR))
+            return SkippedHidden(count, examples)
+        keep_reported(staging, (HIDDEN_DIR,), files)
+        written = sum(r["n"] for r in summary if r["kind"] == "file")
+        if written != count:  # the tasks' counts and their files disagree: our bug
+            raise AssertionError(f"hidden files: {written} written, {count} counted")
+        return SkippedHidden(count, examples, HIDDEN_DIR)
+
+    def unpersist(self) -> None:
+        for f in self.frames:
+            f.unpersist()
+        self.frames = []
+
+
+def _scan_dirs(d: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """(real sub-folders, (symlinked sub-folder, its real path)) of a local folder; files are not kept."""
+    dirs: list[str] = []
+    links: list[tuple[str, str]] = []
+    try:
+        with os.scandir(d) as it:
+            for e in it:
+                try:
+                    if e.is_symlink():
+                        if e.is_dir():
+                            links.append((e.path, os.path.realpath(e.path)))
+                    elif e.is_dir(follow_symlinks=False):
+                        dirs.append(e.path)
+                except OSError:
+                    continue
+    except OSError as e:
+        log.warning("cannot list folder %s (%s): its files are not seen", d, e)
+    return sorted(dirs), links
+
+
+def _scan_remote_dirs(url: str) -> list[str]:
+    from pyarrow import fs as pafs
+
+    fs, p = storage.filesystem(url)
+    scheme = url.split("://", 1)[0]
+    return sorted(f"{scheme}://{i.path}" for i in fs.get_file_info(pafs.FileSelector(p, allow_not_found=True))
+                  if i.type == pafs.FileType.Directory)
+
+
+def plan_units(root: str, top: str, target_units: int) -> tuple[list[tuple], list[tuple[str, str]]]:
+    """(units for the tasks, symlinked folders met) of the folder ``top`` (inside ``root``).
+
+    The driver reads at most :data:`DRIVER_LEVELS` levels, keeping folder names only: each folder
+    it read becomes a ``files`` unit (its own files), each folder below those a ``tree`` unit.
+    """
+    local = storage.is_local(root)
+    frontier = [top]
+    units: list[tuple] = []
+    links: list[tuple[str, str]] = []
+    for _ in range(DRIVER_LEVELS):
+        if len(frontier) >= target_units:
+            break
+        nxt: list[str] = []
+        for d in frontier:
+            units.append(("files", d, None))
+            if local:
+                sub, found = _scan_dirs(d)
+                links += found
+            else:
+                sub = _scan_remote_dirs(d)
+            nxt += sub
+        frontier = nxt
+    units += [("tree", d, None) for d in frontier]
+    return units, links
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _follow(links: list[tuple[str, str]], walked: list[str]) -> tuple[list[tuple], int]:
+    """Units for the symlinked folders to walk next, and how many links are not followed.
+
+    ``walked``: real folders walked so far (the root's first), extended in place.
+    """
+    units: list[tuple] = []
+    skipped = 0
+    # by real path, so a folder comes before the folders inside it; then by link path
+    for link, real in sorted(links, key=lambda lr: (lr[1], lr[0])):
+        if any(_inside(real, w) for w in walked):
+            skipped += 1
+            continue
+        inner = [w for w in walked if _inside(w, real)]  # walked already: not again through this link
+        walked.append(real)
+        units.append(("tree", link, inner or None))
+    return units, skipped
+
+
+def list_folder(spark, root: str, key: dict | None = None) -> FolderListing:
+    """List a folder input (local path or URL) in the executors; ``key`` keys records for ingest
+    (``{"seed", "allowed_labels"}``, see :func:`sparkdl_pipe.executor.listing.list_units`).
+
+    The returned listing's frames are persisted: call :meth:`FolderListing.unpersist` when done.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    sc = spark.sparkContext
+    local = storage.is_local(root)
+    top = storage.local_path(root) if local else root
+    units, links = plan_units(root, top, UNITS_PER_SLOT * sc.defaultParallelism)
+    listing = FolderListing(root)
+    walked = [os.path.realpath(top)] if local else [top]
+    fn = partial(list_units, root=root, key=key)
+    for _ in range(MAX_LINK_ROUNDS):
+        if not units:
+            break
+        n = min(len(units), max(2 * sc.defaultParallelism, math.ceil(len(units) / 16)))
+        frame = spark.createDataFrame(sc.parallelize(units, n), UNIT_DDL).mapInPandas(fn, LISTED_DDL) \
+            .persist(StorageLevel.DISK_ONLY)
+        listing.frames.append(frame)
+        listing.units += len(units)
+        # this job lists the round (and stores it); the links it met are few: one row per symlinked folder
+        met = frame.filter(F.col("entry") == "link").select("path", "target").collect()
+        links += [(path_of(r["path"]), r["target"]) for r in met]
+        units, skipped = _follow(links, walked)
+        listing.links_followed += len(units)
+        listing.links_skipped += skipped
+        links = []
+    else:
+        log.warning("stopped following symlinked folders after %d rounds", MAX_LINK_ROUNDS)
+    return listing
+
+
+__all__ = ["FolderListing", "HiddenNames", "SkippedHidden", "is_hidden", "list_folder", "plan_units"]

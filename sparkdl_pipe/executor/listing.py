@@ -1,0 +1,176 @@
+"""Walking the folders of an input in Spark tasks: each task lists its share of the folders and
+yields every file it finds as a row, keyed on the spot (split key, label, split hint), so the paths
+of a folder input never all sit in one process.
+
+The driver (:mod:`sparkdl_pipe.driver.listing`) hands the tasks *units*: ``files`` (the files
+directly in one folder) or ``tree`` (a folder and everything below it). A task never follows a
+symlinked folder: it yields it as a ``link`` row and the driver decides, once for the whole input,
+whether it is walked (see the driver module). Every entry that is not a directory is a file: empty
+files, broken symlinks, FIFOs and unreadable files are records here (reading them in the write job
+makes each a reject with a reason); files with a path component starting with ``.`` or ``_`` are
+``hidden`` rows, counted and listed, never read.
+
+Runs on: executors (and the driver in tests). Arguments are plain values.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+
+import pandas as pd
+
+from sparkdl_pipe.executor.reading import file_url
+from sparkdl_pipe.executor.worker import prune_zip_importers
+from sparkdl_pipe.records import relative_to, root_prefix
+
+log = logging.getLogger(__name__)
+
+#: Spark DDL of a unit handed to a listing task: ``kind`` (``files`` or ``tree``), the folder (a
+#: local path or a URL) and real folders not to descend into (symlinked trees that hold the root).
+UNIT_DDL = "kind string, dir string, exclude array<string>"
+
+#: Spark DDL of what :func:`list_units` yields: the columns of
+#: :data:`sparkdl_pipe.executor.ingest.KEYED_DDL` (null but ``path`` unless keyed, and for hidden
+#: and link rows), ``entry`` (``record``, ``hidden`` or ``link``) and ``target`` (a link's real folder).
+LISTED_DDL = ("path string, rel_path string, label_name string, split_hint string, u double, "
+              "order_key long, reason string, message string, entry string, target string")
+
+_COLUMNS = [c.split()[0] for c in LISTED_DDL.split(", ")]
+#: Characters ``urllib.parse.quote`` leaves alone: such a path's URL is ``file:`` + the path.
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~/-]*")
+ROWS_PER_BATCH = 8192
+
+
+def is_hidden(rel: str) -> bool:
+    """A path relative to the input root with a component starting with ``.`` or ``_``."""
+    return any(c.startswith((".", "_")) for c in rel.split("/") if c)
+
+
+def local_file_url(path: str) -> str:
+    """:func:`~sparkdl_pipe.executor.reading.file_url`, without the quoting work for plain paths."""
+    return "file:" + path if _URL_SAFE.fullmatch(path) else file_url(path)
+
+
+def walk_local(kind: str, top: str, exclude: frozenset[str] = frozenset()) -> Iterator[tuple[str, str, str | None]]:
+    """(``file`` or ``link``, local path, a link's real folder) of every entry of a local unit.
+
+    ``files``: the non-directory entries of ``top``; ``tree``: of ``top`` and every real folder
+    below it (a real folder tree has no cycles: symlinked folders are yielded, not entered).
+    A folder that cannot be listed is skipped with a warning, as ``os.walk`` skips it.
+    """
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError as err:
+            log.warning("cannot list folder %s (%s): its files are not seen", d, err)
+            continue
+        with it:
+            for e in it:
+                try:
+                    if e.is_symlink():
+                        if e.is_dir():  # follows the link: a symlinked folder
+                            yield "link", e.path, os.path.realpath(e.path)
+                        else:  # a link to a file, or a broken link: a file to read (or reject)
+                            yield "file", e.path, None
+                    elif e.is_dir(follow_symlinks=False):
+                        if kind == "tree" and not (exclude and os.path.realpath(e.path) in exclude):
+                            stack.append(e.path)
+                    else:
+                        yield "file", e.path, None
+                except OSError:  # vanished while listed: a file to read, which rejects it
+                    yield "file", e.path, None
+
+
+def walk_remote(kind: str, top_url: str) -> Iterator[tuple[str, str, str | None]]:
+    """(``file``, URL, None) of every file of a unit on a remote store (pyarrow's filesystem)."""
+    from pyarrow import fs as pafs
+
+    from sparkdl_pipe import storage
+
+    fs, p = storage.filesystem(top_url)
+    scheme = storage.spark_path(top_url).split("://", 1)[0]
+    for info in fs.get_file_info(pafs.FileSelector(p, recursive=kind == "tree", allow_not_found=True)):
+        if info.type != pafs.FileType.Directory:
+            yield "file", f"{scheme}://{info.path}", None
+
+
+def _rows(units: pd.DataFrame, root: str, key: dict | None) -> Iterator[tuple]:
+    from sparkdl_pipe import storage
+    from sparkdl_pipe.executor.ingest import key_folder_file
+
+    local = storage.is_local(root)
+    root_path = root_prefix(root)
+    allowed = set(key["allowed_labels"]) if key and key.get("allowed_labels") is not None else None
+    empty = (None,) * 7
+    for kind, top, exclude in zip(units["kind"], units["dir"], units["exclude"], strict=True):
+        ex = frozenset(exclude) if exclude is not None and len(exclude) else frozenset()
+        entries = walk_local(kind, top, ex) if local else walk_remote(kind, top)
+        for what, path, target in entries:
+            if local:
+                # the relative path of the URL's path, which is this path (file_url is reversible)
+                rel = path[len(root_path):] if path.startswith(root_path) else path
+                url = local_file_url(path)
+            else:
+                url = path
+                rel = relative_to(url, root_path)
+            if what == "link":
+                yield (url, *empty, "link", target)
+            elif is_hidden(rel):
+                yield (url, *empty, "hidden", None)
+            elif key is None:
+                yield (url, *empty, "record", None)
+            else:
+                yield (*key_folder_file(url, rel, key["seed"], allowed), "record", None)
+
+
+def list_units(batches: Iterator[pd.DataFrame], root: str, key: dict | None = None) -> Iterator[pd.DataFrame]:
+    """Walk each unit (rows of :data:`UNIT_DDL`) and yield every entry found, as :data:`LISTED_DDL`.
+
+    ``key``: ``{"seed": int, "allowed_labels": list | None}`` to key each record for ingest
+    (:func:`~sparkdl_pipe.executor.ingest.key_folder_file`), or None (scoring: paths only).
+    """
+    prune_zip_importers()
+    for units in batches:
+        buf: list[tuple] = []
+        for row in _rows(units, root, key):
+            buf.append(row)
+            if len(buf) >= ROWS_PER_BATCH:
+                yield pd.DataFrame(buf, columns=_COLUMNS)
+                buf = []
+        if buf:
+            yield pd.DataFrame(buf, columns=_COLUMNS)
+
+
+#: Spark DDL of what :func:`write_paths` yields: ``file`` (a part file it wrote: name, rows),
+#: ``count`` (rows seen) and ``example`` (one of the partition's first paths, in path order).
+PATHS_SUMMARY_DDL = "kind string, n long, name string"
+
+
+def write_paths(batches: Iterator[pd.DataFrame], staging: str, subdir: str, examples: int) -> Iterator[pd.DataFrame]:
+    """Write the ``path`` column of a partition to ``<staging>/<subdir>`` as a Parquet part file;
+    yield its count, its file and its ``examples`` first paths (:data:`PATHS_SUMMARY_DDL`)."""
+    import heapq
+
+    import pyarrow as pa
+
+    from sparkdl_pipe.executor.parts import PartWriter
+
+    prune_zip_importers()
+    part = PartWriter(staging, subdir, pa.schema([("path", pa.string())]))
+    first: list[str] = []
+    n = 0
+    for pdf in batches:
+        paths = [str(p) for p in pdf["path"]]
+        n += len(paths)
+        part.write(pa.table({"path": pa.array(paths, pa.string())}, schema=part.schema))
+        first = heapq.nsmallest(examples, first + paths)
+    rows: list[tuple] = [("count", n, None)] + [("example", 0, p) for p in first]
+    done = part.close()
+    if done:
+        rows.append(("file", done[1], done[0]))
+    yield pd.DataFrame(rows, columns=["kind", "n", "name"])
