@@ -144,6 +144,17 @@ def _demo(spark, cfg: DemoConfig, args) -> str:
 def _bench(spark, cfg: BenchOptions, args) -> str:
     from sparkdl_pipe.bench.run import SIZES, run_benchmark, save_result
 
+    if cfg.size == "scale":
+        from sparkdl_pipe.bench.scale import (
+            ScaleConfig,
+            parse_sizes,
+            run_scale_benchmark,
+            save_scale_result,
+            scale_markdown,
+        )
+
+        scale = run_scale_benchmark(spark, ScaleConfig(sizes=parse_sizes(cfg.scale_sizes)), cfg.workdir)
+        return scale_markdown(scale) + "\nwrote " + " and ".join(save_scale_result(scale, cfg.out))
     res = run_benchmark(spark, SIZES[cfg.size], cfg.workdir, size=cfg.size)
     return res.markdown() + "\nwrote " + " and ".join(save_result(res, cfg.out))
 

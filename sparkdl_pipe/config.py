@@ -293,7 +293,10 @@ class DemoConfig:
 class BenchOptions:
     """``sparkdl-pipe bench``: every stage next to its limit or the hand-wired alternative."""
 
-    size: str = option("full", choices=("tiny", "small", "full"),
-                       help="tiny (seconds, for tests), small (~3 min), full (the README's table)")
+    size: str = option("full", choices=("tiny", "small", "full", "scale"),
+                       help="tiny (seconds, for tests), small (~3 min), full (the README's table), scale (folders "
+                            "of 100,000 to 1,000,000 images: listing, ingest rate and the driver's memory)")
+    scale_sizes: str = option("100000,300000,1000000", help="--size scale: the input sizes in files, "
+                              "comma-separated (100k,1M works too)")
     workdir: str = option("sparkdl-bench", help="where generated data and outputs go")
     out: str = option("benchmarks/results", help="directory for bench.json and bench.md")
