@@ -83,6 +83,9 @@ def read_all(root: str) -> int:
     """
     n = 0
     for p in list_files(root):
-        with open(p, "rb") as f:
-            n += len(f.read())
+        try:
+            with open(p, "rb") as f:
+                n += len(f.read())
+        except OSError:  # a broken symlink (the scale inputs hold some on purpose)
+            continue
     return n

@@ -236,8 +236,15 @@ def key_listing(spark, listing: FolderListing, cfg: IngestConfig):
     shuffled order. Nothing here grows with the number of files on the driver.
     """
 
+    from pyspark.sql import functions as F
+
+    band, below = split_zones(cfg.split.val_fraction, cfg.split.test_fraction)
+    rows = listing.union().filter(F.col("entry") != "link") \
+        .groupBy("entry", "reason", "label_name", "split_hint", band.alias("band"), below.alias("below_val")) \
+        .agg(F.count(F.lit(1)).alias("n")).collect()  # one job: the records' counts and the hidden files'
+    listing.hidden_count = sum(r["n"] for r in rows if r["entry"] == "hidden")
+    st = tally([r for r in rows if r["entry"] == "record"])
     records = listing.records(tuple(c.split()[0] for c in KEYED_DDL.split(", ")))
-    st = ingest_stats(records, cfg.split.val_fraction, cfg.split.test_fraction)
     return _assign_splits(spark, records, st, cfg, by_hash=True), st
 
 

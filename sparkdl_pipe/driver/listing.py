@@ -53,6 +53,8 @@ HIDDEN_DIR = "skipped"
 DRIVER_LEVELS = 2
 #: The driver stops descending once it has this many folders per task slot to hand out.
 UNITS_PER_SLOT = 16
+#: Folders walked by one listing task (at least two tasks per core).
+UNITS_PER_TASK = 64
 #: Rounds of symlinked folders followed (each round walks only folders never walked before).
 MAX_LINK_ROUNDS = 64
 
@@ -104,6 +106,8 @@ class FolderListing:
     units: int = 0
     links_followed: int = 0
     links_skipped: int = 0
+    #: Set by the job that counts the records, or by :meth:`count`.
+    hidden_count: int | None = None
 
     def union(self):
         out = self.frames[0]
@@ -119,26 +123,29 @@ class FolderListing:
         return df.select(*columns) if columns else df
 
     def count(self) -> int:
-        """How many hidden files (one Spark job over the persisted listing)."""
+        """How many hidden files (counted once: by the ingest's counting job, or here)."""
         from pyspark.sql import functions as F
 
-        return self.union().filter(F.col("entry") == "hidden").count()
+        if self.hidden_count is None:
+            self.hidden_count = self.union().filter(F.col("entry") == "hidden").count()
+        return self.hidden_count
 
     def publish(self, spark, staging: str) -> SkippedHidden:
-        """Count the hidden files and write their full list into ``staging`` (one Spark job); over
-        :data:`HIDDEN_EXAMPLES`, the table stays, else it is removed and the examples say it all."""
+        """The hidden files' count and first names (Spark SQL, no Python task); over
+        :data:`HIDDEN_EXAMPLES`, their full list written into ``staging`` by Python tasks."""
         from pyspark.sql import functions as F
 
+        count = self.count()
+        if not count:
+            return SkippedHidden(0, [])
         hidden = self.union().filter(F.col("entry") == "hidden").select("path")
-        summary = hidden.mapInPandas(partial(write_paths, staging=staging, subdir=HIDDEN_DIR,
-                                             examples=HIDDEN_EXAMPLES), PATHS_SUMMARY_DDL).collect()
-        count = sum(r["n"] for r in summary if r["kind"] == "count")
-        examples = sorted(r["name"] for r in summary if r["kind"] == "example")[:HIDDEN_EXAMPLES]
-        files = {r["name"] for r in summary if r["kind"] == "file"}
+        examples = [r["path"] for r in hidden.orderBy("path").limit(HIDDEN_EXAMPLES).collect()]
         if count <= HIDDEN_EXAMPLES:
-            storage.remove(storage.join(staging, HIDDEN_DIR))
             return SkippedHidden(count, examples)
-        keep_reported(staging, (HIDDEN_DIR,), files)
+        parts = max(1, min(hidden.rdd.getNumPartitions(), math.ceil(count / 200_000)))
+        summary = hidden.coalesce(parts).mapInPandas(partial(
+            write_paths, staging=staging, subdir=HIDDEN_DIR, examples=0), PATHS_SUMMARY_DDL).collect()
+        keep_reported(staging, (HIDDEN_DIR,), {r["name"] for r in summary if r["kind"] == "file"})
         written = sum(r["n"] for r in summary if r["kind"] == "file")
         if written != count:  # the tasks' counts and their files disagree: our bug
             raise AssertionError(f"hidden files: {written} written, {count} counted")
@@ -247,7 +254,7 @@ def list_folder(spark, root: str, key: dict | None = None) -> FolderListing:
     for _ in range(MAX_LINK_ROUNDS):
         if not units:
             break
-        n = min(len(units), max(2 * sc.defaultParallelism, math.ceil(len(units) / 16)))
+        n = min(len(units), max(2 * sc.defaultParallelism, math.ceil(len(units) / UNITS_PER_TASK)))
         frame = spark.createDataFrame(sc.parallelize(units, n), UNIT_DDL).mapInPandas(fn, LISTED_DDL) \
             .persist(StorageLevel.DISK_ONLY)
         listing.frames.append(frame)

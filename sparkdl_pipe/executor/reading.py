@@ -14,6 +14,7 @@ import os
 import stat
 from urllib.parse import quote, unquote, urlparse
 
+from sparkdl_pipe.errors import SparkdlPipeError
 from sparkdl_pipe.rejects import FILE_TOO_LARGE, MISSING_FILE, UNREADABLE
 
 #: Files larger than this are rejected without being read (no image we can train on is this big,
@@ -74,7 +75,9 @@ def read_bytes(url: str, max_bytes: int = MAX_FILE_BYTES) -> tuple[bytes | None,
             return _read_local(local, max_bytes)
         from pyarrow import fs as pafs
 
-        fs, p = pafs.FileSystem.from_uri(url.replace("s3a://", "s3://", 1))
+        from sparkdl_pipe import storage
+
+        fs, p = storage.filesystem(url)  # s3a:// as s3://, the AWS_ENDPOINT_URL_S3 endpoint (MinIO...)
         info = fs.get_file_info(p)
         if info.type == pafs.FileType.NotFound:
             return None, MISSING_FILE, "file not found"
@@ -86,5 +89,5 @@ def read_bytes(url: str, max_bytes: int = MAX_FILE_BYTES) -> tuple[bytes | None,
             return f.read(), None, None
     except FileNotFoundError as e:
         return None, MISSING_FILE, f"file not found (missing, a broken symlink, or removed since listing): {e}"[:300]
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SparkdlPipeError) as e:  # the last: a URL of a scheme we do not read
         return None, UNREADABLE, f"{type(e).__name__}: {e}"[:300]

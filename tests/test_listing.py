@@ -1,0 +1,150 @@
+"""Folder inputs listed in the executors (issue 26): the driver reads folder names only, Spark tasks
+walk the folders; hidden files counted and listed in full, empty files and broken symlinks rejected
+with reasons, nested and symlinked folders, loops; files seen = accepted + rejected + hidden, exactly.
+Real local[2] Spark, real files, real Parquet; scoring uses the same listing; an S3 prefix too."""
+
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from sparkdl_pipe.config import IngestImagesConfig, ScoreConfig
+from sparkdl_pipe.driver import listing as lst
+from sparkdl_pipe.driver.ingest import run_ingest_images
+from sparkdl_pipe.driver.score import run_scoring
+from sparkdl_pipe.executor.reading import path_of
+from sparkdl_pipe.preprocess.spec import ImageSpec
+from tests.hostile import _img
+from tests.test_hostile_input import _tiny_model, save_model_dir
+from tests.test_storage_urls import s3  # noqa: F401  (the S3 endpoint fixture)
+
+SPEC = ImageSpec(8, 8, 3)
+
+
+def _write(path: str, data: bytes) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    """A folder with nested label folders, 26 hidden files, empty files, broken symlinks, a symlink
+    loop, a symlinked folder inside the root, two links to one folder outside it (with a loop of its
+    own). Returns (root, what ingest must find)."""
+    base = tmp_path_factory.mktemp("lake")
+    root = str(base / "in")
+    good: set[str] = set()
+    for lab in ("cat", "dog"):
+        for sub in ("2019", "2020/jan", ""):
+            for i in range(5):
+                good.add(_write(os.path.join(root, lab, sub, f"img {i}.png"), _img("RGB", seed=i + len(good))))
+    hidden = {_write(os.path.join(root, "cat", "2019", f".thumb-{i}.png"), b"x") for i in range(10)}
+    hidden |= {_write(os.path.join(root, "dog", f"._img {i}.png"), b"AppleDouble") for i in range(10)}
+    hidden |= {_write(os.path.join(root, "_SUCCESS"), b""), _write(os.path.join(root, ".git", "config"), b"[core]"),
+               _write(os.path.join(root, ".git", "objects", "ab", "cdef"), b"blob"),
+               _write(os.path.join(root, "_tmp", "cat", "x.png"), _img("RGB")),
+               _write(os.path.join(root, "dog", ".DS_Store"), b"Bud1"),
+               _write(os.path.join(root, "cat", "2020", "_partial.png"), b"x")}
+    empty = {_write(os.path.join(root, "cat", "empty.png"), b""), _write(os.path.join(root, "dog", "2019", "e.png"), b"")}
+    broken = {os.path.join(root, "cat", "gone.png"), os.path.join(root, "dog", "2020", "jan", "gone too.png")}
+    for b in broken:
+        os.symlink(os.path.join(root, "never-there.png"), b)
+    os.symlink(root, os.path.join(root, "cat", "2019", "loop"))  # a loop back to the root: not followed
+    os.symlink(os.path.join(root, "dog"), os.path.join(root, "dog-again"))  # inside the root: listed once, as dog/
+    outside = str(base / "outside")
+    extra = {_write(os.path.join(outside, f"far {i}.png"), _img("RGB", seed=50 + i)) for i in range(3)}
+    os.symlink(outside, os.path.join(outside, "self"))  # its own loop
+    os.symlink(outside, os.path.join(root, "cat", "far"))  # two links to one outside folder:
+    os.symlink(outside, os.path.join(root, "dog", "2020", "far"))  # walked once, named by the first link
+    good |= {os.path.join(root, "cat", "far", os.path.basename(p)) for p in extra}
+    return root, {"good": good, "hidden": hidden, "empty": empty, "broken": broken}
+
+
+def test_plan_units_reads_folder_names_only(lake):
+    root, _ = lake
+    units, links = lst.plan_units("file://" + root, root, target_units=1000)
+    # two levels read by the driver (its files are the tasks' work), everything below handed out whole
+    assert {k for k, _, _ in units} == {"files", "tree"}
+    assert all(os.path.isdir(d) for _, d, _ in units)
+    assert ("files", root, None) in units and ("tree", os.path.join(root, "cat", "2019"), None) in units
+    assert sorted(os.path.relpath(link, root) for link, _ in links) == ["cat/far", "dog-again"]
+    # a big target: the root alone is one tree, nothing read below it
+    assert lst.plan_units("file://" + root, root, target_units=1) == ([("tree", root, None)], [])
+
+
+def test_distributed_listing_accounts_for_every_file(spark, lake, tmp_path):
+    root, want = lake
+    out = str(tmp_path / "ds")
+    res = run_ingest_images(spark, IngestImagesConfig(root, out, SPEC))
+    assert res.rejects_by_reason == {"empty_file": 2, "missing_file": 2}
+    assert sum(res.counts.values()) == len(want["good"]) == 33 and res.labels == ["cat", "dog"]
+    assert res.skipped_hidden == len(want["hidden"]) == 26
+    assert res.input_records + res.skipped_hidden == 33 + 4 + 26
+    assert res.phases["list_and_count"] > 0 and res.phases["write"] > 0
+    paths = pd.concat([pd.read_parquet(os.path.join(out, s), columns=["path"]) for s in ("train", "val", "test")])
+    assert {path_of(p) for p in paths["path"]} == want["good"]  # each file once, under the name expected
+    rej = pd.read_parquet(os.path.join(out, "rejects"))
+    assert dict(zip(map(path_of, rej["path"]), rej["reason"], strict=True)) == {
+        **{p: "empty_file" for p in want["empty"]}, **{p: "missing_file" for p in want["broken"]}}
+    man = json.load(open(os.path.join(out, "_sparkdl_manifest.json")))
+    assert man["files_seen"] == 63 and man["skipped"]["hidden"] == 26 and man["skipped"]["path"] == "skipped"
+    assert man["skipped"]["examples"] == sorted(want["hidden"])[:20]  # the first 20, in path order
+    table = pd.read_parquet(os.path.join(out, "skipped"))  # more than 20: the full list beside the manifest
+    assert sorted(map(path_of, table["path"])) == sorted(want["hidden"])
+    # the same input scored: the same listing, the same counts
+    model = save_model_dir(str(tmp_path / "model"), _tiny_model(SPEC), ["cat", "dog"], SPEC)
+    sc = run_scoring(spark, ScoreConfig(model, root, str(tmp_path / "scores")))
+    assert (sc.scored, sc.rejects_by_reason, sc.skipped_hidden) == (33, {"empty_file": 2, "missing_file": 2}, 26)
+    summary = json.load(open(os.path.join(tmp_path, "scores", "_sparkdl_score.json")))
+    assert summary["files_seen"] == 63 and summary["skipped"]["path"] == "skipped"
+    assert len(pd.read_parquet(os.path.join(tmp_path, "scores", "skipped"))) == 26
+    scored = pd.read_parquet(os.path.join(tmp_path, "scores", "predictions"))
+    assert {path_of(p) for p in scored["path"]} == want["good"]
+
+
+def test_many_folders_listed_by_many_tasks_match_a_walk(spark, tmp_path):
+    # 120 leaf folders: the driver hands them to the tasks as 'tree' units; a few hidden (no table)
+    root = tmp_path / "many"
+    png = _img("RGB")
+    names = set()
+    for f in range(120):
+        for i in range(3):
+            names.add(_write(str(root / f"l{f % 3}" / f"shard-{f:03d}" / f"{i}.png"), png))
+    hidden = {_write(str(root / f"l{f}" / ".DS_Store"), b"x") for f in range(3)}
+    listing = lst.list_folder(spark, "file://" + str(root), {"seed": 1, "allowed_labels": None})
+    try:
+        assert listing.units == 1 + 3 + 120 and sum(f.rdd.getNumPartitions() for f in listing.frames) >= 2
+        rows = listing.union().select("path", "rel_path", "label_name", "entry").collect()
+        assert {path_of(r["path"]) for r in rows if r["entry"] == "record"} == names
+        assert {path_of(r["path"]) for r in rows if r["entry"] == "hidden"} == hidden
+        assert all(r["label_name"] == r["rel_path"].split("/")[0] for r in rows if r["entry"] == "record")
+    finally:
+        listing.unpersist()
+    res = run_ingest_images(spark, IngestImagesConfig(str(root), str(tmp_path / "ds"), SPEC, labels=("l0", "l1")))
+    assert res.rejects_by_reason == {"unknown_label": 120} and sum(res.counts.values()) == 240
+    man = json.load(open(tmp_path / "ds" / "_sparkdl_manifest.json"))
+    assert man["skipped"] == {"hidden": 3, "examples": sorted(hidden)} and not (tmp_path / "ds" / "skipped").exists()
+
+
+def test_an_s3_prefix_is_listed_by_the_tasks(spark, s3, tmp_path):  # noqa: F811
+    from sparkdl_pipe import storage
+
+    fs, base = storage.filesystem(f"{s3}/lake")
+    for lab in ("cat", "dog"):
+        for sub in ("", "2019/"):
+            for i in range(4):
+                with fs.open_output_stream(f"{base}/{lab}/{sub}img-{i}.png") as f:
+                    f.write(_img("RGB", seed=i))
+    for name in ("_SUCCESS", "cat/.DS_Store"):
+        with fs.open_output_stream(f"{base}/{name}") as f:
+            f.write(b"x")
+    with fs.open_output_stream(f"{base}/dog/empty.png") as f:
+        f.write(b"")
+    res = run_ingest_images(spark, IngestImagesConfig(f"{s3}/lake", str(tmp_path / "ds"), SPEC))
+    assert sum(res.counts.values()) == 16 and res.rejects_by_reason == {"empty_file": 1}
+    assert res.skipped_hidden == 2 and res.labels == ["cat", "dog"]
+    paths = pd.concat([pd.read_parquet(str(tmp_path / "ds" / s), columns=["path"]) for s in ("train", "val", "test")])
+    assert paths["path"].str.startswith("s3a://").all() and paths["path"].nunique() == 16
