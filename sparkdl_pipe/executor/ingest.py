@@ -70,10 +70,12 @@ def key_record(path, label, hint, seed: int, root_path: str | None, from_table: 
     return path, rel, label, hint, u, order, reason, message
 
 
-def key_folder_file(path: str, rel: str, seed: int, allowed: set[str] | None, need_label: bool = True) -> tuple:
+def key_folder_file(path: str, rel: str, seed: int, allowed: set[str] | None, need_label: bool = True,
+                    label_hint: tuple[str | None, str | None] | None = None) -> tuple:
     """:func:`key_record` of a file of a folder input: ``rel`` is its path relative to the root, which
-    gives its label and split hint (:func:`~sparkdl_pipe.records.label_from_rel_path`)."""
-    label, hint = label_from_rel_path(rel)
+    gives its label and split hint (:func:`~sparkdl_pipe.records.label_from_rel_path`; or
+    ``label_hint``, that function's answer for the file's folder, when the caller has it)."""
+    label, hint = label_from_rel_path(rel) if label_hint is None else label_hint
     u, order = stable_hash(seed, rel)
     reason = message = None
     if need_label and label is None:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from sparkdl_pipe.executor.reading import file_url
 from sparkdl_pipe.executor.worker import prune_zip_importers
-from sparkdl_pipe.records import relative_to, root_prefix
+from sparkdl_pipe.records import label_from_rel_path, relative_to, root_prefix
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,7 @@ def _rows(units: pd.DataFrame, root: str, key: dict | None) -> Iterator[tuple]:
     root_path = root_prefix(root)
     allowed = set(key["allowed_labels"]) if key and key.get("allowed_labels") is not None else None
     empty = (None,) * 7
+    folders: dict[str, tuple[bool, tuple[str | None, str | None]]] = {}  # folder -> (hidden, (label, hint))
     for kind, top, exclude in zip(units["kind"], units["dir"], units["exclude"], strict=True):
         ex = frozenset(exclude) if exclude is not None and len(exclude) else frozenset()
         entries = walk_local(kind, top, ex) if local else walk_remote(kind, top)
@@ -120,12 +121,19 @@ def _rows(units: pd.DataFrame, root: str, key: dict | None) -> Iterator[tuple]:
                 rel = relative_to(url, root_path)
             if what == "link":
                 yield (url, *empty, "link", target)
-            elif is_hidden(rel):
+                continue
+            # what a file's folder says (hidden or not, label, split hint) is worked out once per folder
+            folder, _, name = rel.rpartition("/")
+            known = folders.get(folder)
+            if known is None:
+                known = folders[folder] = (is_hidden(folder),
+                                           label_from_rel_path(folder + "/x") if folder else (None, None))
+            if known[0] or name.startswith((".", "_")):
                 yield (url, *empty, "hidden", None)
             elif key is None:
                 yield (url, *empty, "record", None)
             else:
-                yield (*key_folder_file(url, rel, key["seed"], allowed), "record", None)
+                yield (*key_folder_file(url, rel, key["seed"], allowed, label_hint=known[1]), "record", None)
 
 
 def list_units(batches: Iterator[pd.DataFrame], root: str, key: dict | None = None) -> Iterator[pd.DataFrame]:
