@@ -249,6 +249,17 @@ class DriverMemory:
 
 # --- the benchmark -------------------------------------------------------------------------------
 
+def jvm_live_heap_mb(spark) -> float | None:
+    """The driver JVM's heap in use right after a full GC (its live data), in MiB; None if unknown."""
+    try:
+        jvm = spark.sparkContext._jvm
+        jvm.java.lang.System.gc()
+        return float(jvm.java.lang.management.ManagementFactory.getMemoryMXBean().getHeapMemoryUsage()
+                     .getUsed()) / 2**20
+    except Exception:  # noqa: BLE001 - a diagnostic only; py4j or the JVM may not offer it
+        return None
+
+
 def _check_counts(res, expected: dict) -> dict:
     """What the ingest reported against what was written; raises when any count differs."""
     got = {"accepted": sum(res.counts.values()), "rejects": dict(sorted(res.rejects_by_reason.items())),
@@ -289,6 +300,7 @@ def run_scale_benchmark(spark, cfg: ScaleConfig, workdir: str):
     with DriverMemory(jvm) as idle:
         time.sleep(0.5)
     res.details["driver_rss_before_mb"] = idle.peak
+    res.details["jvm_live_heap_before_mb"] = jvm_live_heap_mb(spark)
     per_size: dict[str, dict] = {}
     for n in cfg.sizes:
         root = os.path.join(base, f"images-{n}")
@@ -316,6 +328,7 @@ def run_scale_benchmark(spark, cfg: ScaleConfig, workdir: str):
             "list_and_count_seconds": ing.phases.get("list_and_count"), "ingest_seconds": ing.seconds,
             "phases": ing.phases, "images_per_s": rate, "decode_only_per_s": dec["per_s"],
             "ratio": rate / dec["per_s"], "driver_peak_rss_mb": mem.peak, "samples": mem.samples,
+            "jvm_live_heap_after_mb": jvm_live_heap_mb(spark),
             "counts": counts, "splits": ing.counts, "hidden_table": man["skipped"].get("path"),
             "manifest_examples": len(man["skipped"]["examples"]),
         }
@@ -362,6 +375,9 @@ def scale_markdown(res) -> str:
               f"{ok[g['memory_met']]}; ingest time {g['time_growth']:.2f}x for {g['size_growth']:.0f}x the files "
               f"(goal ≤ {g['time_goal']:.1f}x) {ok[g['time_met']]}; ingest / decode-only at the largest size "
               f"{g['ratio_at_largest']:.2f}x (goal ≥ {g['ratio_goal']}x) {ok[g['ratio_met']]}.",
+              "The JVM's live heap (in use right after a full GC) after each size, MiB: "
+              + ", ".join(f"{int(n):,} files {s['jvm_live_heap_after_mb']:,.0f}" for n, s in d["sizes"].items()
+                          if s.get("jvm_live_heap_after_mb") is not None) + ".",
               "Every size's counts were checked exactly against what was written: files seen = accepted + "
               "rejected (empty files, broken symlinks, truncated PNGs) + hidden."]
     return "\n".join(lines)
