@@ -144,11 +144,11 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
         src = spread(table.withColumnRenamed("label_name", "true_label"), rows_per_partition=5000 if reads == "path"
                      else 20000)
         hidden, source = hidden_files(inp), reads
-        if has_label and model.labels:
+        if not has_label:
+            src = src.drop("true_label")
+        elif model.labels:  # a classifier's labels (a regression's truth is a number: its own check)
             unknown_labels = src.filter(F.col("true_label").isNotNull()
                                         & ~F.trim(F.col("true_label")).isin(model.labels)).count()
-        else:
-            src = src.drop("true_label")
     fn = partial(score_batches, model_path=model.model_url, model_id=model.model_id, model_name=model.name,
                  modality_ref=modality.ref, spec_dict=spec.to_dict(), model_dir=model.url, card=model.card,
                  labels=model.labels, batch_size=cfg.batch_size, source=source, threads=score_threads(spark),
