@@ -110,21 +110,33 @@ def test_folder_input_with_a_target_is_one_line(spark, tmp_path):
                                              target_col="value"))
 
 
-def test_text_table_with_a_target(spark, tmp_path):
-    from sparkdl_pipe.config import IngestTextConfig
+def test_text_table_with_a_target_ingests_and_trains(spark, tmp_path):
+    """Text regression: the target is how many times 'good' occurs among filler words (0-4)."""
+    from sparkdl_pipe.config import IngestTextConfig, TrainConfig
     from sparkdl_pipe.driver.ingest import run_ingest
+    from sparkdl_pipe.driver.train import run_training
     from sparkdl_pipe.preprocess.spec import TextSpec
 
-    rows = [{"text": f"review number {i} " + "good " * (i % 5), "stars": float(i % 5)} for i in range(60)]
-    rows += [{"text": "no stars"}, {"text": "bad stars", "stars": "many"}]
+    rng = np.random.default_rng(0)
+    filler = ["the", "film", "plot", "actor", "scene", "music", "long", "story"]
+    rows: list[dict] = []
+    for i in range(600):
+        k = i % 5
+        words = list(rng.choice(filler, 10)) + ["good"] * k
+        rng.shuffle(words)
+        rows.append({"id": f"r{i}", "text": " ".join(words), "stars": float(k)})
+    rows += [{"id": "x1", "text": "no stars"}, {"id": "x2", "text": "bad stars", "stars": "many"}]
     path = tmp_path / "reviews.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    res = run_ingest(spark, IngestTextConfig(str(path), str(tmp_path / "ds"), TextSpec(max_len=8),
-                                             target_col="stars"))
-    assert res.input_records == 62 == sum(res.counts.values()) + res.rejected
+    res = run_ingest(spark, IngestTextConfig(str(path), str(tmp_path / "ds"), TextSpec(max_len=16),
+                                             id_col="id", target_col="stars"))
+    assert res.input_records == 602 == sum(res.counts.values()) + res.rejected
     assert res.rejects_by_reason == {"missing_target": 1, "invalid_target": 1}
     doc = json.load(open(tmp_path / "ds" / "_sparkdl_manifest.json"))
-    assert doc["task"] == "regression" and doc["target"]["count"] == 60 and doc["target"]["max"] == 4.0
+    assert doc["task"] == "regression" and doc["target"]["count"] == 600 and doc["target"]["max"] == 4.0
+    tr = run_training(spark, TrainConfig(str(tmp_path / "ds"), str(tmp_path / "m"), epochs=8, batch_size=16,
+                                         num_proc=2, learning_rate=3e-3, loss="huber"))
+    assert tr.final["test_mae"] < 0.6, tr.final  # constant predictor: 1.2
 
 
 def test_regression_learns_with_exact_metrics_across_ranks(reg_model, reg_ds):

@@ -137,7 +137,7 @@ def _train_input(plan: RankPlan, rank: int, size: int, modality):
         note = "streamed from Petastorm every epoch"
     if rank == 0:
         print(f"[rank 0] input: {note}", flush=True)
-    return ds.map(lambda x, y: (x, task.scale_targets(y)))
+    return ds.map(lambda x, y: (x, task.scale_targets(y))) if task.scales_targets() else ds
 
 
 def _save_model(model, local: str, plan: RankPlan, model_url: str, tb_local: str | None) -> dict:

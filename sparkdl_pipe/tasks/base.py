@@ -52,6 +52,10 @@ class Task:
         """The training target for a stored ``y`` batch (a tensor); identity unless configured."""
         return y
 
+    def scales_targets(self) -> bool:
+        """True when :meth:`scale_targets` is not the identity (the input pipeline then maps it)."""
+        return False
+
     def finalize_model(self, model) -> None:
         """Rank 0, on the served copy before it is saved: anything folded into the weights."""
 

@@ -101,11 +101,14 @@ class Regression(Task):
         return keras.losses.Huber() if self.loss_name == "huber" else keras.losses.MeanSquaredError()
 
     def scale_targets(self, y):
-        return (y - self.mean) / self.std if (self.mean, self.std) != (0.0, 1.0) else y
+        return (y - self.mean) / self.std if self.scales_targets() else y
+
+    def scales_targets(self) -> bool:
+        return (self.mean, self.std) != (0.0, 1.0)
 
     def finalize_model(self, model) -> None:
         """Fold the target scale into the output layer: ``std * (W h + b) + mean``."""
-        if (self.mean, self.std) == (0.0, 1.0):
+        if not self.scales_targets():
             return
         last = model.layers[-1]
         kernel, bias = last.get_weights()
