@@ -217,6 +217,14 @@ def test_scoring_raw_files_reconciles_and_reports_errors(spark, reg_model, digit
     emb = np.stack(preds["embedding"].to_numpy())
     assert emb.shape == (n, 128) and np.isfinite(emb).all()  # the cnn body's Dense(128), the head's input
     assert "MAE" in sc.summary()
+    # the same model as a SQL function gives the same predictions
+    from sparkdl_pipe import sql
+
+    sql.register(spark, "digit_value", out)
+    some = preds["path"].head(20).tolist()
+    got = spark.createDataFrame([(p,) for p in some], "path string") \
+        .selectExpr("path", "digit_value(path).prediction AS p").toPandas().merge(preds, on="path")
+    assert len(got) == 20 and np.allclose(got["p"], got["prediction"], atol=1e-4)
 
 
 def test_finetune_from_a_model_dir_with_freeze(spark, reg_model, digits_manifest, tmp_path):
