@@ -90,7 +90,7 @@ def _png_folder(images: np.ndarray, labels: np.ndarray, root: str, split: str) -
 
 
 def transfer(spark, work: str, n_pretrain: int, subsets: list[int], pre_epochs: int, epochs: int,
-             freeze_epochs: int, seed: int = 0) -> dict:
+             freeze_epochs: int, seed: int = 0, train_seed: int = 42, reuse_parent: bool = False) -> dict:
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -107,10 +107,13 @@ def transfer(spark, work: str, n_pretrain: int, subsets: list[int], pre_epochs: 
     fm_root = os.path.join(work, "fashion-png")
     _png_folder(fm["train"][0][idx], fm["train"][1][idx], fm_root, "train")
     fm_ds, parent = os.path.join(work, "fashion-ds"), os.path.join(work, "fashion-cnn")
-    run_ingest(spark, IngestImagesConfig(fm_root, fm_ds, ImageSpec(28, 28, 1), SplitConfig(val_fraction=0.1),
-                                         overwrite=True))
-    pre = run_training(spark, TrainConfig(fm_ds, parent, model="cnn", epochs=pre_epochs, batch_size=64, num_proc=2,
-                                          overwrite=True))
+    if reuse_parent and os.path.exists(os.path.join(parent, "model_card.json")):
+        pre_val = json.load(open(os.path.join(parent, "model_card.json")))["final"]["val_accuracy"]
+    else:
+        run_ingest(spark, IngestImagesConfig(fm_root, fm_ds, ImageSpec(28, 28, 1), SplitConfig(val_fraction=0.1),
+                                             overwrite=True))
+        pre_val = run_training(spark, TrainConfig(fm_ds, parent, model="cnn", epochs=pre_epochs, batch_size=64,
+                                                  num_proc=2, overwrite=True)).val_accuracy
     d = load_digits()
     up = np.stack([np.asarray(Image.fromarray(np.clip(x * 255 / 16, 0, 255).astype(np.uint8)).resize(
         (28, 28), Image.BILINEAR)) for x in d.images])
@@ -119,8 +122,8 @@ def transfer(spark, work: str, n_pretrain: int, subsets: list[int], pre_epochs: 
     test_i = order[:n_test]
     dg_root = os.path.join(work, "digits-png")
     _png_folder(up[test_i], d.target[test_i], dg_root, "test")
-    out: dict = {"pretrain": {"images": n_pretrain, "epochs": pre_epochs, "val_accuracy": pre.val_accuracy},
-                 "test_images": n_test, "runs": []}
+    out: dict = {"pretrain": {"images": n_pretrain, "epochs": pre_epochs, "val_accuracy": pre_val},
+                 "test_images": n_test, "train_seed": train_seed, "runs": []}
     for n in subsets:
         tr_i = order[n_test:n_test + n]
         sub_root = os.path.join(work, f"digits-{n}")
@@ -132,9 +135,9 @@ def transfer(spark, work: str, n_pretrain: int, subsets: list[int], pre_epochs: 
         for how, extra in (("scratch", {}), ("fine-tuned", {"init_from": parent, "freeze_epochs": freeze_epochs})):
             m = os.path.join(work, f"digits-{n}-{how}")
             tr = run_training(spark, TrainConfig(ds, m, model="cnn", epochs=epochs, batch_size=32, num_proc=2,
-                                                 overwrite=True, **extra))
+                                                 seed=train_seed, overwrite=True, **extra))
             sc = run_scoring(spark, ScoreConfig(m, os.path.join(dg_root, "test"), m + "-scores", overwrite=True))
-            out["runs"].append({"labelled": n, "model": how, "test_accuracy_scored": sc.accuracy,
+            out["runs"].append({"labelled": n, "model": how, "seed": train_seed, "test_accuracy_scored": sc.accuracy,
                                 "scored_rows": sc.labelled_rows, "val_accuracy": tr.val_accuracy,
                                 "train_seconds": round(tr.seconds, 1)})
             print(out["runs"][-1], flush=True)
@@ -153,6 +156,8 @@ def main() -> None:
     p.add_argument("--subsets", default="1000,200")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--freeze-epochs", type=int, default=2)
+    p.add_argument("--seed", type=int, default=42, help="training seed of the digits runs (weights, shuffles)")
+    p.add_argument("--reuse-parent", action="store_true", help="keep a pretrained model already in --workdir")
     a = p.parse_args()
     from sparkdl_pipe.driver.session import make_spark_session
 
@@ -165,11 +170,12 @@ def main() -> None:
             print(json.dumps(res["rotation"], indent=1), flush=True)
         if a.only in (None, "transfer"):
             res["transfer"] = transfer(spark, a.workdir, a.pretrain, [int(s) for s in a.subsets.split(",")],
-                                       a.pretrain_epochs, a.epochs, a.freeze_epochs)
+                                       a.pretrain_epochs, a.epochs, a.freeze_epochs, train_seed=a.seed,
+                                       reuse_parent=a.reuse_parent)
             print(json.dumps(res["transfer"], indent=1), flush=True)
     finally:
         spark.stop()
-    with open(os.path.join(a.workdir, "tasks_evidence.json"), "w") as f:
+    with open(os.path.join(a.workdir, f"tasks_evidence-{a.only or 'all'}-seed{a.seed}.json"), "w") as f:
         json.dump(res, f, indent=1)
 
 
