@@ -105,11 +105,12 @@ def transfer(spark, work: str, n_pretrain: int, subsets: list[int], pre_epochs: 
     fm = load_fashion_mnist()
     idx = rng.permutation(len(fm["train"][0]))[:n_pretrain]
     fm_root = os.path.join(work, "fashion-png")
-    _png_folder(fm["train"][0][idx], fm["train"][1][idx], fm_root, "train")
     fm_ds, parent = os.path.join(work, "fashion-ds"), os.path.join(work, "fashion-cnn")
     if reuse_parent and os.path.exists(os.path.join(parent, "model_card.json")):
         pre_val = json.load(open(os.path.join(parent, "model_card.json")))["final"]["val_accuracy"]
     else:
+        shutil.rmtree(fm_root, ignore_errors=True)
+        _png_folder(fm["train"][0][idx], fm["train"][1][idx], fm_root, "train")
         run_ingest(spark, IngestImagesConfig(fm_root, fm_ds, ImageSpec(28, 28, 1), SplitConfig(val_fraction=0.1),
                                              overwrite=True))
         pre_val = run_training(spark, TrainConfig(fm_ds, parent, model="cnn", epochs=pre_epochs, batch_size=64,

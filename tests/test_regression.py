@@ -256,7 +256,7 @@ def test_finetune_from_a_model_dir_with_freeze(spark, reg_model, digits_manifest
     assert card["training"]["freeze_epochs"] == 1 and card["task"] == "classification"
     parent = keras.models.load_model(os.path.join(parent_dir, "model.keras"), compile=False, safe_mode=True)
     n_body = len(parent.layers) - 1  # every layer but the head
-    after1 = load_parent_body(os.path.join(parent_dir, "model.keras"), None, CLASSIFICATION, 10)
+    after1 = load_parent_body(os.path.join(parent_dir, "model.keras"), parent_res.model_id, None, CLASSIFICATION, 10)
     after1.load_weights(os.path.join(out, "checkpoints", "epoch-001.weights.h5"))
     final = keras.models.load_model(os.path.join(out, "model.keras"), compile=False, safe_mode=True)
     changed = []

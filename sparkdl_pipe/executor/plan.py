@@ -44,6 +44,7 @@ class RankPlan:
     # fine-tuning: the parent model file (any URL) whose body is kept up to ``init_layer`` (None: the
     # input of its head), the task's new head on top; the body frozen for the first ``freeze_epochs``
     init_from: str | None = None
+    init_id: str | None = None  # the parent file's SHA-256 prefix: each node's copy is checked against it
     init_layer: str | None = None
     freeze_epochs: int = 0
     # optimisation

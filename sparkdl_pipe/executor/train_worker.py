@@ -88,7 +88,7 @@ def plan_task(plan: RankPlan):
     return tasks.get(plan.task).with_options(plan.task_options)
 
 
-def _build_compiled(plan: RankPlan, size: int, local: str | None = None):
+def _build_compiled(plan: RankPlan, size: int):
     """The model (the task's head on the builder's body, or on a parent model's body with
     ``init_from``), compiled with Horovod's optimizer; the body frozen when the plan freezes it."""
     from sparkdl_pipe.models.registry import build_model
@@ -97,7 +97,7 @@ def _build_compiled(plan: RankPlan, size: int, local: str | None = None):
     if plan.init_from:
         from sparkdl_pipe.models.finetune import load_parent_body
 
-        model = load_parent_body(plan.init_from, plan.init_layer, task, plan.n_outputs, local)
+        model = load_parent_body(plan.init_from, str(plan.init_id), plan.init_layer, task, plan.n_outputs)
     else:
         model = build_model(plan.model, plan.shape, task, plan.n_outputs, plan.builder_kwargs)
     if plan.init_from and plan.freeze_epochs > 0:
@@ -184,7 +184,7 @@ def _train_rank(plan: RankPlan, local: str) -> dict:
     if rank == 0:
         print(f"[rank 0] {size} ranks x {plan.steps_per_epoch} steps/epoch x batch {plan.batch_size} (equal on "
               f"every rank), {plan.threads} thread(s) per rank", flush=True)
-    model = _build_compiled(plan, size, local)
+    model = _build_compiled(plan, size)
     # --resume: rank 0 restores weights + optimizer state + epoch, every rank gets them by broadcast
     resumed = restore_and_broadcast(plan.resume_from, model, rank)
     first_epoch = int(resumed["epoch"]) if resumed else 0

@@ -11,7 +11,6 @@ Runs on: driver (:func:`resolve_parent`: checks, before any rank starts) and exe
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from sparkdl_pipe.errors import DatasetError, UserInputError
@@ -34,16 +33,18 @@ class ParentModel:
         return {"model_id": self.model_id, "source": self.source, "layer": self.layer, "name": self.name}
 
 
-def _local_copy(url: str, local_dir: str | None) -> str:
+def _sha256_prefix(url: str) -> str:
+    """The first 16 hex digits of a file's SHA-256 (a model id, as the cards write it), read through pyarrow."""
+    import hashlib
+
     from sparkdl_pipe import storage
 
-    if storage.is_local(url):
-        return storage.local_path(url)
-    import tempfile
-
-    dest = os.path.join(local_dir or tempfile.mkdtemp(prefix="sparkdl_pipe-parent-"), url.rsplit("/", 1)[-1])
-    storage.download(url, dest)
-    return dest
+    fs, path = storage.filesystem(url)
+    h = hashlib.sha256()
+    with fs.open_input_file(path) as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def _load(path: str):
@@ -73,13 +74,13 @@ def resolve_parent(init_from: str, layer: str | None, input_shape: tuple[int, ..
     """Check, on the driver, that ``init_from`` is a model whose body takes ``input_shape``
     (the dataset's) and gives flat features at the cut; one line when not."""
     from sparkdl_pipe import storage
-    from sparkdl_pipe.model_card import file_sha256
+    from sparkdl_pipe.model_fetch import fetch_model
 
     url = storage.to_url(init_from)
     if not storage.exists(url):
         raise UserInputError("--init-from", "a Keras model file (.keras/.h5) or a model directory", init_from)
     if url.rstrip("/").lower().endswith(MODEL_SUFFIXES):
-        model_url, parent_id = url, None
+        model_url, parent_id = url, _sha256_prefix(url)
     else:
         from sparkdl_pipe.model_card import load_model_info
 
@@ -89,10 +90,8 @@ def resolve_parent(init_from: str, layer: str | None, input_shape: tuple[int, ..
             raise UserInputError("--init-from", "a Keras model file (.keras/.h5) or a model directory", init_from,
                                  str(e)) from e
         model_url, parent_id = info.model_url, info.model_id
-    path = _local_copy(model_url, None)
+    path = fetch_model(model_url, parent_id)  # this node's verified copy (a model directory: the card's id)
     model = _load(path)
-    if parent_id is None:
-        parent_id = file_sha256(path)[:16]
     got = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
     if got != tuple(input_shape):
         raise UserInputError(f"--init-from {init_from}: the model's input shape does not match the dataset's",
@@ -105,9 +104,11 @@ def resolve_parent(init_from: str, layer: str | None, input_shape: tuple[int, ..
     return ParentModel(model_url, parent_id, init_from, cut, model.name)
 
 
-def load_parent_body(model_url: str, layer: str | None, task, n_outputs: int, local_dir: str | None = None):
-    """The model to fine-tune: the parent's body (its weights) with ``task``'s new head. Executors."""
+def load_parent_body(model_url: str, parent_id: str, layer: str | None, task, n_outputs: int):
+    """The model to fine-tune: the parent's body (its weights) with ``task``'s new head. Executors
+    (each node fetches the file once and checks its SHA-256 against ``parent_id``)."""
+    from sparkdl_pipe.model_fetch import fetch_model
     from sparkdl_pipe.models.builders import with_head
 
-    body, _ = body_of(_load(_local_copy(model_url, local_dir)), layer)
+    body, _ = body_of(_load(fetch_model(model_url, parent_id)), layer)
     return with_head(body, task, n_outputs)
