@@ -260,8 +260,8 @@ def list_folder(spark, root: str, key: dict | None = None) -> FolderListing:
         listing.frames.append(frame)
         listing.units += len(units)
         # this job lists the round (and stores it); the links it met are few: one row per symlinked folder
-        met = frame.filter(F.col("entry") == "link").select("path", "target").collect()
-        links += [(path_of(r["path"]), r["target"]) for r in met]
+        met = frame.filter(F.col("entry") == "link").select("path", "link_target").collect()
+        links += [(path_of(r["path"]), r["link_target"]) for r in met]
         units, skipped = _follow(links, walked)
         listing.links_followed += len(units)
         listing.links_skipped += skipped

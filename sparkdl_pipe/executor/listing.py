@@ -34,9 +34,9 @@ UNIT_DDL = "kind string, dir string, exclude array<string>"
 
 #: Spark DDL of what :func:`list_units` yields: the columns of
 #: :data:`sparkdl_pipe.executor.ingest.KEYED_DDL` (null but ``path`` unless keyed, and for hidden
-#: and link rows), ``entry`` (``record``, ``hidden`` or ``link``) and ``target`` (a link's real folder).
+#: and link rows), ``entry`` (``record``, ``hidden`` or ``link``) and ``link_target`` (a link's real folder).
 LISTED_DDL = ("path string, rel_path string, label_name string, split_hint string, u double, "
-              "order_key long, reason string, message string, entry string, target string")
+              "order_key long, reason string, message string, target double, entry string, link_target string")
 
 _COLUMNS = [c.split()[0] for c in LISTED_DDL.split(", ")]
 #: Characters ``urllib.parse.quote`` leaves alone: such a path's URL is ``file:`` + the path.
@@ -106,7 +106,7 @@ def _rows(units: pd.DataFrame, root: str, key: dict | None) -> Iterator[tuple]:
     local = storage.is_local(root)
     root_path = root_prefix(root)
     allowed = set(key["allowed_labels"]) if key and key.get("allowed_labels") is not None else None
-    empty = (None,) * 7
+    empty = (None,) * 8
     folders: dict[str, tuple[bool, tuple[str | None, str | None]]] = {}  # folder -> (hidden, (label, hint))
     for kind, top, exclude in zip(units["kind"], units["dir"], units["exclude"], strict=True):
         ex = frozenset(exclude) if exclude is not None and len(exclude) else frozenset()
