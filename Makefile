@@ -8,9 +8,15 @@ SPARK ?= 4.1
 OTHER_STACKS ?= 4.0 3.5
 # The end-to-end subset: image and text ingest -> 2-rank training -> scoring, the Spark ML Estimator, a
 # killed rank, and the dataset written on one stack read on the others.
-E2E_TESTS = tests/test_ingest.py tests/test_train_score.py tests/test_text_train_score.py tests/test_ml.py \
-	tests/test_stacks.py \
-	"tests/test_train_resilience.py::test_killed_rank_ends_job_fast_and_resume_matches_uninterrupted"
+E2E_TESTS = tests/test_stacks.py \
+	tests/test_train_score.py::test_two_ranks_end_with_identical_weights_and_learn \
+	tests/test_train_score.py::test_score_raw_files_matches_training_and_reconciles \
+	tests/test_text_train_score.py::test_textcnn_two_ranks_learn_and_card_carries_the_vocabulary \
+	tests/test_text_train_score.py::test_raw_text_scores_exactly_like_the_ingested_sequences \
+	tests/test_ml.py::test_fit_trains_and_reports \
+	tests/test_ml.py::test_transform_keeps_columns_adds_predictions_and_learns \
+	tests/test_train_resilience.py::test_killed_rank_ends_job_fast_and_resume_matches_uninterrupted \
+	tests/test_worker.py::test_our_daemon_prunes_before_every_task
 
 install:
 	SPARK=$(SPARK) VENV=$(VENV) bash scripts/install.sh
