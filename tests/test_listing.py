@@ -148,3 +148,13 @@ def test_an_s3_prefix_is_listed_by_the_tasks(spark, s3, tmp_path):  # noqa: F811
     assert res.skipped_hidden == 2 and res.labels == ["cat", "dog"]
     paths = pd.concat([pd.read_parquet(str(tmp_path / "ds" / s), columns=["path"]) for s in ("train", "val", "test")])
     assert paths["path"].str.startswith("s3a://").all() and paths["path"].nunique() == 16
+
+
+def test_a_folder_of_hidden_files_only_is_one_clear_error(spark, tmp_path):
+    from sparkdl_pipe.errors import DatasetError
+
+    for name in (".DS_Store", "_SUCCESS", "cat/.thumbs"):
+        _write(str(tmp_path / "in" / name), b"x")
+    with pytest.raises(DatasetError, match=r"no records found .*hidden files \(3\) are skipped"):
+        run_ingest_images(spark, IngestImagesConfig(str(tmp_path / "in"), str(tmp_path / "ds"), SPEC))
+    assert not (tmp_path / "ds").exists()
