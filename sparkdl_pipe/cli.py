@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from sparkdl_pipe import options
 from sparkdl_pipe.config import (
+    BaselineTextConfig,
     BenchOptions,
     DemoConfig,
     IngestImagesConfig,
@@ -73,6 +74,13 @@ dataset; for a text model, raw text in any format ingest-text reads (--text-col,
 for accuracy, --id-col), tokenized with the model's own vocabulary. Output: <output>/predictions (path, prediction, label_name, probability, true_label,
 model_name, model_id), <output>/rejects and <output>/_sparkdl_score.json."""
 
+EPILOG_BASELINE_TEXT = """\
+example:
+  sparkdl-pipe baseline-text --dataset datasets/reviews
+Fits MLlib HashingTF + IDF + LogisticRegression on the train split of an ingested text dataset, from
+its stored token ids (the tokens our models see: the same tokenizer, vocabulary and --max-len), picks
+regParam on the val split and prints the validation and test accuracy, to compare with the model
+card of `train` on the same dataset. Writes nothing."""
 EPILOG_DEMO = """\
 example:
   sparkdl-pipe demo --workdir /tmp/sparkdl-demo
@@ -133,6 +141,12 @@ def _score(spark, cfg, args) -> str:
     return run_scoring(spark, cfg).summary()
 
 
+def _baseline_text(spark, cfg: BaselineTextConfig, args) -> str:
+    from sparkdl_pipe.driver.baseline import run_text_baseline
+
+    return run_text_baseline(spark, cfg).summary()
+
+
 def _demo(spark, cfg: DemoConfig, args) -> str:
     from sparkdl_pipe.driver.demo import run_demo
 
@@ -171,6 +185,8 @@ COMMANDS = (
             EPILOG_TRAIN, preflight=True, extra=_tracking_options),
     Command("score", ScoreConfig, "batch scoring with a trained model (vectorized Spark UDF)", _score,
             EPILOG_SCORE, preflight=True, stage="score"),
+    Command("baseline-text", BaselineTextConfig, "MLlib TF-IDF + LogisticRegression on an ingested text dataset "
+            "(the classic baseline, same splits and token ids as train)", _baseline_text, EPILOG_BASELINE_TEXT),
     Command("demo", DemoConfig, "Fashion-MNIST (or text) from raw files to a scored table", _demo, EPILOG_DEMO),
     Command("bench", BenchOptions, "benchmark every stage against its limits; writes JSON + Markdown", _bench),
 )

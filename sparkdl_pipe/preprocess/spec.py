@@ -139,6 +139,8 @@ class TextSpec:
              "is treated as one")
 
     def __post_init__(self) -> None:
+        if isinstance(self.max_len, str):  # TextSpec(max_len="auto") from Python, as the flag takes it
+            object.__setattr__(self, "max_len", _max_len(self.max_len))
         if not isinstance(self.max_len, int) or isinstance(self.max_len, bool) or \
                 not (1 <= self.max_len <= 100_000 or self.max_len == MAX_LEN_AUTO):
             raise UserInputError("--max-len", "an integer between 1 and 100000, or auto", self.max_len)
