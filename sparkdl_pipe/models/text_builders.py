@@ -67,7 +67,7 @@ def textcnn_body(input_shape: Sequence[int], vocab_size: int, embed_dim: int = 6
 def fasttext_body(input_shape: Sequence[int], vocab_size: int, embed_dim: int = 64, bigram_bins: int = 2**16,
                   dropout: float = 0.2):
     """fastText-style bag of n-grams: token embeddings and hashed-bigram embeddings (padding
-    masked), each mean-pooled over the whole document, concatenated -> dropout.
+    masked), each mean-pooled over the whole document, concatenated -> layer normalisation -> dropout.
 
     Cost per document is linear in its length and nothing is lost to a window or a filter width,
     so it takes long documents whole (store them long: ``--max-len auto``). The bigram ids are
@@ -91,6 +91,9 @@ def fasttext_body(input_shape: Sequence[int], vocab_size: int, embed_dim: int = 
                                          name="bigram_embedding")(bigram_ids)
         pooled.append(keras.layers.GlobalAveragePooling1D(name="bigram_mean")(bigrams))
     x = keras.layers.Concatenate(name="ngram_means")(pooled) if len(pooled) > 1 else pooled[0]
+    # the mean of many small embeddings is tiny: normalised, the head learns at the usual learning
+    # rate (on the news corpus, validation accuracy 0.76 after one epoch instead of 0.22; NOTES)
+    x = keras.layers.LayerNormalization(name="ngram_norm")(x)
     x = keras.layers.Dropout(dropout)(x)
     return keras.Model(inputs, x, name="fasttext")
 
