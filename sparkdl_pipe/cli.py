@@ -186,7 +186,7 @@ COMMANDS = (
     Command("score", ScoreConfig, "batch scoring with a trained model (vectorized Spark UDF)", _score,
             EPILOG_SCORE, preflight=True, stage="score"),
     Command("baseline-text", BaselineTextConfig, "MLlib TF-IDF + LogisticRegression on an ingested text dataset "
-            "(the classic baseline, same splits and token ids as train)", _baseline_text, EPILOG_BASELINE_TEXT),
+            "(the classic baseline, same splits and token ids as train)", _baseline_text, EPILOG_BASELINE_TEXT, preflight=True),
     Command("demo", DemoConfig, "Fashion-MNIST (or text) from raw files to a scored table", _demo, EPILOG_DEMO),
     Command("bench", BenchOptions, "benchmark every stage against its limits; writes JSON + Markdown", _bench),
 )

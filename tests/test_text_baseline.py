@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparkdl_pipe.cli import main
+from sparkdl_pipe import manifest as mf
+from sparkdl_pipe import options
+from sparkdl_pipe.cli import build_parser
 from sparkdl_pipe.config import BaselineTextConfig, IngestTextConfig, ScoreConfig, SplitConfig, TrainConfig
 from sparkdl_pipe.driver.baseline import run_text_baseline
 from sparkdl_pipe.driver.ingest import run_ingest_text
@@ -18,6 +20,8 @@ from sparkdl_pipe.driver.train import run_training
 from sparkdl_pipe.errors import UserInputError
 from sparkdl_pipe.preprocess.spec import TextSpec
 from sparkdl_pipe.preprocess.text import keep_tokens, length_percentile, load_vocabulary, text_to_tokens
+from sparkdl_pipe.storage import MANIFEST_FILE
+from tests.test_cli_jobs import CLI, run
 from tests.text_corpus import FILLER, NEG, POS
 
 CAP = 40
@@ -103,8 +107,15 @@ def test_max_len_auto_below_the_cap_and_flag(spark, tmp_path):
     src = str(tmp_path / "d.jsonl")
     docs.to_json(src, orient="records", lines=True)
     out = str(tmp_path / "ds")
-    assert main(["ingest-text", "--input", src, "--output", out, "--max-len", "auto", "--min-count", "1",
-                 "--id-col", "id"]) == 0
+    parser = build_parser()
+    for bad in ("0", "-3", "long"):  # one line, exit 2, before Spark
+        with pytest.raises(UserInputError, match="--max-len"):
+            options.build(IngestTextConfig, parser.parse_args(["ingest-text", "--input", src, "--output", out,
+                                                               "--max-len", bad]))
+    cfg = options.build(IngestTextConfig, parser.parse_args(
+        ["ingest-text", "--input", src, "--output", out, "--max-len", "auto", "--min-count", "1", "--id-col", "id"]))
+    assert cfg.text.needs_length_fit and cfg.text.max_len_cap == 1024 and cfg.text.truncation == "head"
+    run_ingest_text(spark, cfg)
     man = json.load(open(os.path.join(out, "_sparkdl_manifest.json")))
     spec = TextSpec.from_dict(man["preprocess"])
     train_ids = set(_stored(out, "train")["id"])
@@ -127,20 +138,29 @@ def test_fasttext_trains_on_two_ranks_and_scores_raw_text(spark, long_ds, tmp_pa
     assert sc.accuracy == pytest.approx(res.test_accuracy, abs=1e-9)
 
 
-def test_baseline_text_on_the_ingested_splits(spark, long_ds, capsys):
+def test_baseline_text_on_the_ingested_splits(spark, long_ds):
     _, _, ds, res = long_ds
     base = run_text_baseline(spark, BaselineTextConfig(ds, num_features=1024, reg_params=(0.01, 0.1)))
     assert (base.train_rows, base.val_rows, base.test_rows) == (res.counts["train"], res.counts["val"],
                                                                  res.counts["test"])
     assert base.test_accuracy is not None and base.test_accuracy >= 0.9 and base.val_accuracy >= 0.9
     assert set(base.val_by_reg) == {"0.01", "0.1"} and base.reg_param in (0.01, 0.1)
-    assert main(["baseline-text", "--dataset", ds, "--num-features", "512", "--reg-params", "0.1"]) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line.startswith("baseline-text (MLlib HashingTF(512) + IDF + LogisticRegression") and "test accuracy" in line
+    r = run([CLI, "baseline-text", "--dataset", ds, "--num-features", "512", "--reg-params", "0.1",
+             "--master", "local[2]", "--conf", "spark.ui.enabled=false"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    line = r.stdout.strip().splitlines()[-1]
+    assert line.startswith("baseline-text (MLlib HashingTF(512) + IDF + LogisticRegression, regParam 0.1 ")
+    assert float(line.split("test accuracy ")[1].split(";")[0]) >= 0.9
 
 
-def test_baseline_text_user_mistakes(tmp_path, capsys):
-    assert main(["baseline-text", "--dataset", str(tmp_path / "nothing")]) == 2
-    assert main(["baseline-text", "--dataset", str(tmp_path), "--reg-params", "a,b"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 2 and "Traceback" not in err
+def test_baseline_text_user_mistakes(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / MANIFEST_FILE).write_text(json.dumps({"format": mf.FORMAT, "format_version": 1, "kind": "image"}))
+    for args, needle in ((["--dataset", str(tmp_path / "nothing")], "nothing"),
+                         (["--dataset", str(tmp_path), "--reg-params", "a,b"], "--reg-params"),
+                         (["--dataset", str(images)], "needs a text dataset")):
+        r = run([CLI, "baseline-text", *args, "--master", "local[1]"])
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        errors = [line for line in r.stderr.splitlines() if ": error:" in line]
+        assert len(errors) == 1 and needle in errors[0], r.stderr[-1000:]

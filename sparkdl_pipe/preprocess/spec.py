@@ -88,9 +88,9 @@ def _max_len(v: int | str) -> int:
     """``--max-len``: a positive integer, or ``auto`` (:data:`MAX_LEN_AUTO`, fitted on the train split)."""
     if isinstance(v, str) and v.strip().lower() == "auto":
         return MAX_LEN_AUTO
-    if isinstance(v, int) and not isinstance(v, bool):
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
         return v
-    if isinstance(v, str) and v.strip().isdigit():
+    if isinstance(v, str) and v.strip().isdigit() and int(v) >= 1:
         return int(v)
     raise UserInputError("--max-len", "a positive integer or 'auto'", v)
 
