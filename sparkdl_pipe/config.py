@@ -291,7 +291,7 @@ class BaselineTextConfig:
     dataset: str = option(help="an ingested text dataset (output of ingest-text)")
     num_features: int = option(2**16, help="HashingTF buckets (the terms are vocabulary ids, so --vocab-size "
                                            "of them or more keeps them nearly apart)")
-    reg_params: tuple[float, ...] = option((1e-3, 1e-2, 1e-1), parse=_floats, metavar="R,R,...",
+    reg_params: tuple[float, ...] = option((1e-2, 1e-1, 1.0), parse=_floats, metavar="R,R,...",
                                            help="LogisticRegression regParam values tried; the best on the val "
                                                 "split is kept (the first, when there is no val split)")
     max_iter: int = option(100, help="LogisticRegression iterations")

@@ -79,6 +79,19 @@ def test_head_tail_and_percentile_rules():
     assert TextSpec(max_len=64, truncation="head-tail").fingerprint() != TextSpec(max_len=64).fingerprint()
 
 
+def test_fasttext_body_on_short_and_padded_documents():
+    from sparkdl_pipe.models import get_builder
+
+    m = get_builder("fasttext")((6,), 2, vocab_size=30)
+    x = np.array([[5, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [5, 6, 7, 8, 9, 10], [7, 5, 0, 0, 0, 0]], dtype=np.int32)
+    p = np.asarray(m(x))
+    assert np.isfinite(p).all() and np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    bigrams = np.asarray(m.get_layer("hashed_bigrams")(x))
+    assert bigrams.shape == (4, 6) and ((bigrams > 0) == (x > 0)).all()
+    assert bigrams[2, 1] != bigrams[3, 1]  # (5, 6) and (7, 5) land in different buckets
+    assert bigrams[0, 0] != bigrams[1, 0] and bigrams[0, 0] == m.get_layer("hashed_bigrams")(x[:1, ::-1][:, ::-1])[0, 0]
+
+
 def test_max_len_auto_is_fitted_on_train_and_recorded(long_ds):
     docs, _, ds, res = long_ds
     man = json.load(open(os.path.join(ds, "_sparkdl_manifest.json")))

@@ -15,6 +15,8 @@ import functools
 
 #: Odd 31-bit multipliers of the bigram hash (Knuth's multiplicative constants, reduced).
 _MUL_A, _MUL_B = 0x9E3779B1 & 0x7FFFFFFF, 0x85EBCA77 & 0x7FFFFFFF
+#: The id standing before a document's first token in its first bigram (no token has it).
+_START = 2**30 + 7
 
 
 @functools.cache
@@ -25,11 +27,13 @@ def hashed_bigrams_class():
 
     @keras.saving.register_keras_serializable(package="sparkdl_pipe", name="HashedBigrams")
     class HashedBigrams(keras.layers.Layer):
-        """(batch, L) int token ids -> (batch, L - 1) int32 bigram ids in ``[1, num_bins)``; 0 where
-        either token is padding (0), so padding stays masked.
+        """(batch, L) int token ids -> (batch, L) int32 bigram ids in ``[1, num_bins)``: position i
+        holds the pair (token i - 1, token i), with a start-of-document mark before token 0, so a
+        document of one token still has one bigram (a masked mean over none would be 0/0). 0 where
+        token i is padding (0), so padding stays masked.
 
         >>> HashedBigrams(1000)(tf.constant([[5, 7, 0]])).shape  # doctest: +SKIP
-        TensorShape([1, 2])
+        TensorShape([1, 3])
         """
 
         def __init__(self, num_bins: int, **kwargs):
@@ -39,14 +43,14 @@ def hashed_bigrams_class():
             self.num_bins = int(num_bins)
 
         def call(self, tokens):
-            t = tf.cast(tokens, tf.int64)
-            a, b = t[:, :-1], t[:, 1:]
+            b = tf.cast(tokens, tf.int64)
+            start = tf.fill(tf.stack([tf.shape(b)[0], 1]), tf.constant(_START, tf.int64))
+            a = tf.concat([start, b[:, :-1]], axis=1)
             h = (a * _MUL_A + b * _MUL_B + (a * b) % 65521) % (self.num_bins - 1) + 1
-            return tf.cast(tf.where((a > 0) & (b > 0), h, tf.zeros_like(h)), tf.int32)
+            return tf.cast(tf.where(b > 0, h, tf.zeros_like(h)), tf.int32)
 
         def compute_output_shape(self, input_shape):
-            n = input_shape[1]
-            return (input_shape[0], None if n is None else max(n - 1, 0))
+            return tuple(input_shape)
 
         def get_config(self):
             return {**super().get_config(), "num_bins": self.num_bins}
