@@ -93,7 +93,7 @@ def run_corpus(spark, name: str, csv: str, work: str, models: dict[str, int], tr
     base = run_text_baseline(spark, BaselineTextConfig(ds))
     print(f"[text-bench] {name}: {base.summary()}", flush=True)
     row["baseline"] = {"val": base.val_accuracy, "test": base.test_accuracy, "reg_param": base.reg_param,
-                       "fit_s": base.fit_seconds}
+                       "fit_s": base.fit_seconds, "val_by_reg": base.val_by_reg, "test_by_reg": base.test_by_reg}
     row["models"] = {}
     for model, epochs in models.items():
         t = time.time()

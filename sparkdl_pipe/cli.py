@@ -49,14 +49,16 @@ each file is read on its own, so an unreadable file, a broken symlink or a FIFO 
 words, numbers and punctuation; the vocabulary (top --vocab-size tokens seen at least --min-count
 times, ids 0 = padding, 1 = out-of-vocabulary) is built from the train split only. Output:
 <output>/{train,val,test} Petastorm datasets of --max-len int32 token ids, <output>/vocab.json,
-<output>/rejects and <output>/_sparkdl_manifest.json (counts, truncated documents, vocabulary)."""
+<output>/rejects and <output>/_sparkdl_manifest.json (counts, truncated documents, vocabulary).
+Long documents: --max-len auto (the train split's 95th percentile of token counts, capped at
+--max-len-cap) and --truncation head-tail (keep the first and last halves)."""
 
 EPILOG_TRAIN = """\
 examples:
   sparkdl-pipe train --dataset datasets/photos --output models/photos --model cnn --epochs 5 --num-proc 2
   sparkdl-pipe train --dataset datasets/photos --output models/mine --model mypkg.models:build_resnet
 
-Models: mlp, cnn (images), textcnn, bilstm (text), or a function 'module:function' taking
+Models: mlp, cnn (images), textcnn, bilstm, fasttext (text), or a function 'module:function' taking
 (input_shape, num_classes) (text: also vocab_size) and returning a tf_keras model: a body, on which
 the task puts its head (a softmax over the labels), or a complete softmax classifier, kept as it is. The default, auto, is cnn for image datasets and textcnn for text. --batch-size is per
 rank. Output: <output>/model.keras, <output>/model_card.json, <output>/checkpoints/, <output>/report.md +

@@ -190,8 +190,8 @@ class TrainConfig:
 
     dataset: str = option(help="output of ingest-images / ingest-text")
     output: str = option(help="model directory to create (path or file://, hdfs://, s3:// URL)")
-    model: str = option("auto", help="auto, mlp, cnn, textcnn, bilstm or module:function (auto: the dataset "
-                                     "kind's default, cnn for images, textcnn for text)")
+    model: str = option("auto", help="auto, mlp, cnn, textcnn, bilstm, fasttext or module:function (auto: the "
+                                     "dataset kind's default, cnn for images, textcnn for text)")
     epochs: int = option(5, help="training epochs (with --resume: the total)")
     batch_size: int = option(64, help="per rank")
     learning_rate: float = option(1e-3, help="per rank; scaled by the number of ranks")

@@ -157,7 +157,8 @@ def test_baseline_text_on_the_ingested_splits(spark, long_ds):
     assert (base.train_rows, base.val_rows, base.test_rows) == (res.counts["train"], res.counts["val"],
                                                                  res.counts["test"])
     assert base.test_accuracy is not None and base.test_accuracy >= 0.9 and base.val_accuracy >= 0.9
-    assert set(base.val_by_reg) == {"0.01", "0.1"} and base.reg_param in (0.01, 0.1)
+    assert set(base.val_by_reg) == set(base.test_by_reg) == {"0.01", "0.1"} and base.reg_param in (0.01, 0.1)
+    assert base.test_by_reg[f"{base.reg_param:g}"] == base.test_accuracy
     r = run([CLI, "baseline-text", "--dataset", ds, "--num-features", "512", "--reg-params", "0.1",
              "--master", "local[2]", "--conf", "spark.ui.enabled=false"])
     assert r.returncode == 0, r.stderr[-2000:]
