@@ -219,7 +219,7 @@ def _task_count(spark, rows: int, row_bytes: int) -> int:
 def _row_bytes(spec, modality) -> int:
     import numpy as np
 
-    return math.prod(spec.shape) * np.dtype(modality.dtype).itemsize
+    return max(0, math.prod(spec.shape)) * np.dtype(modality.dtype).itemsize  # 0 until fitted (max-len auto)
 
 
 def _keyed_schema(with_content: bool = False) -> str:

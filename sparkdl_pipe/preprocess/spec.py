@@ -81,7 +81,7 @@ TRUNCATIONS = ("head", "head-tail")
 #: ``--max-len auto``: this percentile of the train split's token counts, capped at ``--max-len-cap``.
 AUTO_MAX_LEN_PERCENTILE = 95
 #: ``max_len`` of a spec whose length ingest fits (``--max-len auto``), until the fit replaces it.
-MAX_LEN_AUTO = 0
+MAX_LEN_AUTO = -1
 
 
 def _max_len(v: int | str) -> int:
