@@ -21,7 +21,7 @@ import pandas as pd
 from sparkdl_pipe import storage
 
 #: The struct fields of a classification model's function (Spark DDL).
-_DROP = ("true_label", "model_name", "model_id")
+_DROP = ("true_label", "model_name", "model_id", "target", "error")  # no truth to compare with in a query
 
 
 def result_schema(task_name: str, key: str) -> str:
@@ -49,7 +49,8 @@ def register(spark, name: str, model_dir: str, batch_size: int = 1024):
 
     info = load_model_info(storage.to_url(model_dir))
     modality = modalities.get(info.kind)
-    check_model_file(fetch_model(info.model_url, info.model_id), info.spec.shape, len(info.labels))
+    check_model_file(fetch_model(info.model_url, info.model_id), info.spec.shape,
+                     tasks.get(info.task).n_outputs(info.labels))
     modality.load_artifacts(info.url, info.spec, info.card)
     ddl = result_schema(info.task, modality.key)
     names = [c.split()[0] for c in ddl.split(", ")]

@@ -27,9 +27,14 @@ log = logging.getLogger(__name__)
 
 def format_epoch(rec: dict) -> str:
     """One console line for an epoch record from rank 0."""
-    val = (f" | val loss {rec['val_loss']:.4f} acc {rec['val_accuracy']:.4f}"
-           if rec.get("val_accuracy") is not None else "")
-    return (f"[train] epoch {rec['epoch']}/{rec['epochs']}: loss {rec['loss']:.4f} acc {rec['accuracy']:.4f}"
+    short = {"accuracy": "acc"}
+    train = " ".join(f"{short.get(k, k)} {rec[k]:.4f}" for k in ("loss", "accuracy", "mae")
+                     if rec.get(k) is not None)
+    val = " ".join(f"{short.get(k[4:], k[4:])} {rec[k]:.4f}" for k in ("val_loss", "val_accuracy", "val_mae",
+                                                                          "val_rmse", "val_r2")
+                   if rec.get(k) is not None)
+    val = f" | val {val}" if val else ""
+    return (f"[train] epoch {rec['epoch']}/{rec['epochs']}: {train}"
             f"{val} | {rec['samples_per_s']:.0f} samples/s | {rec['seconds']:.1f}s/epoch, "
             f"~{rec['eta_s']:.0f}s left")
 

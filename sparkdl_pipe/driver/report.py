@@ -53,8 +53,10 @@ def plot_curves(history: list[dict], path: str) -> None:
     plt = _plt()
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
-        ax.plot(epochs, [h[key] for h in history], "o-", label="train")
+    second = "accuracy" if any("accuracy" in h or "val_accuracy" in h for h in history) else "mae"
+    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], second, second)):
+        if any(key in h for h in history):
+            ax.plot(epochs, [h.get(key) for h in history], "o-", label="train")
         if any(f"val_{key}" in h for h in history):
             ax.plot(epochs, [h.get(f"val_{key}") for h in history], "s-", label="validation")
         ax.set_xlabel("epoch")
@@ -131,13 +133,16 @@ def render_markdown(card: dict, plots: dict[str, str]) -> str:
         f"| validation loss | {_fmt(fin.get('val_loss'))} |",
         f"| test accuracy | {_fmt(fin.get('test_accuracy'))} |",
         f"| test loss | {_fmt(fin.get('test_loss'))} |",
+        *[f"| {split} {name} | {_fmt(fin.get(f'{pre}_{key}'))} |" for split, pre in (("validation", "val"),
+                                                                                    ("test", "test"))
+          for key, name in (("mae", "MAE"), ("rmse", "RMSE"), ("r2", "R²")) if f"{pre}_{key}" in fin],
         f"| test rows | {fin.get('test_rows', 0)} |", "",
         "## Per epoch", "",
         "| epoch | loss | accuracy | val loss | val accuracy | samples/s | seconds |",
         "|---|---|---|---|---|---|---|",
     ]
     for h in hist:
-        lines.append(f"| {h['epoch']} | {_fmt(h['loss'])} | {_fmt(h['accuracy'])} | {_fmt(h.get('val_loss'))} | "
+        lines.append(f"| {h['epoch']} | {_fmt(h['loss'])} | {_fmt(h.get('accuracy'))} | {_fmt(h.get('val_loss'))} | "
                      f"{_fmt(h.get('val_accuracy'))} | {h['samples_per_s']:.0f} | {h['seconds']:.1f} |")
     lines += ["", f"![loss and accuracy]({plots['curves']})", ""]
     if fin.get("test_confusion") is not None:

@@ -203,7 +203,8 @@ def model_inputs(modality, spec, artifacts, values, source: str, decoded_by_read
     return x, ok, reason, message
 
 
-def _keys_and_labels(pdf: pd.DataFrame, source: str, root_path: str | None, known: set[str], key_col: str):
+def _keys_and_labels(pdf: pd.DataFrame, source: str, root_path: str | None, known: set[str], key_col: str,
+                     task=None):
     """(record keys, true labels the model knows) of a batch: a label column, else the label folder."""
     if source == "content":
         keys = [k if isinstance(k, str) and k != "" else content_id(c if c is not None else b)
@@ -216,6 +217,8 @@ def _keys_and_labels(pdf: pd.DataFrame, source: str, root_path: str | None, know
         labels = [label_from_rel_path(relative_to(p, root_path))[0] for p in pdf["path"]]
     else:
         labels = [None] * len(pdf)
+    if task is not None:  # the task says which truths it can compare with (regression: finite numbers)
+        return keys, [task.known_truth(lab, known) for lab in labels]
     return keys, [lab if lab in known else None for lab in labels]
 
 
@@ -250,7 +253,7 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
     key_col = modality.key if source == "stored" else "path"
     for pdf in batches:
         x, ok, reason, message = model_inputs(modality, spec, artifacts, pdf[col], source, decoded_by_reader)
-        keys, true = _keys_and_labels(pdf, source, root_path, known, key_col)
+        keys, true = _keys_and_labels(pdf, source, root_path, known, key_col, task)
         extra: dict = {}
         if embeddings is None:
             outputs = predict_arrays(model, x, batch_size)
@@ -258,6 +261,7 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
             outputs, emb = predict_with_embeddings(model, x, batch_size, embeddings)
             extra["embedding"] = embedding_column(emb, ok)
         cols = task.prediction_columns(outputs, ok, labels)
+        cols.update(task.truth_columns(cols, true))
         yield pd.DataFrame({modality.key: keys, "true_label": true, **cols, **extra, "model_name": model_name,
                             "model_id": model_id, "reason": reason, "message": message, "device": device})
 
@@ -293,6 +297,32 @@ def append_predictions(batches: Iterator[pd.DataFrame], input_col: str, source: 
         out[out_cols["label"]] = cols["label_name"]
         out[out_cols["probability"]] = embedding_column(np.asarray(outputs, dtype=np.float64), ok)
         out[out_cols["reason"]] = reason
+        yield out
+
+
+def append_task_outputs(batches: Iterator[pd.DataFrame], input_col: str, source: str, model_path: str,
+                        model_id: str, modality_ref: str, spec_dict: dict, model_dir: str, card: dict,
+                        labels: list[str], batch_size: int, out_cols: dict[str, str], reason_col: str,
+                        threads: int | None = None, task_name: str = "regression") -> Iterator[pd.DataFrame]:
+    """Keep every input column and add the task's output columns (``out_cols``: the task's name ->
+    the output column's) and the reject reason. The batch function behind the Spark ML Models of
+    tasks other than classification. Runs on: executors."""
+    from sparkdl_pipe import tasks
+    from sparkdl_pipe.modalities import resolve
+
+    prune_zip_importers()
+    modality = resolve(modality_ref)
+    task = tasks.get(task_name)
+    spec = modality.spec_type.from_dict(spec_dict)
+    artifacts = modality.load_artifacts(model_dir, spec, card)
+    model = MODEL_CACHE.get(model_path, model_id, threads)
+    for pdf in batches:
+        x, ok, reason, _ = model_inputs(modality, spec, artifacts, pdf[input_col], source)
+        cols = task.prediction_columns(predict_arrays(model, x, batch_size), ok, labels)
+        out = pdf.copy()
+        for name, col in out_cols.items():
+            out[col] = cols[name]
+        out[reason_col] = reason
         yield out
 
 
@@ -381,7 +411,8 @@ def write_scored(frames: Iterator[pd.DataFrame], staging: str, id_col: str, task
         c = counts.setdefault(None, [0, 0, 0])
         c[0] += len(good)
         c[1] += int(good["true_label"].notna().sum())
-        c[2] += int((good["true_label"] == good["label_name"]).sum())
+        if "label_name" in good:
+            c[2] += int((good["true_label"] == good["label_name"]).sum())
         if bad.any():
             b = f.loc[bad]
             rejects.write(pa.table([pa.array(b[id_col].astype(str), pa.string()), pa.array(b["reason"], pa.string()),

@@ -8,10 +8,11 @@ from __future__ import annotations
 from sparkdl_pipe.errors import UserInputError
 from sparkdl_pipe.tasks.base import Task
 from sparkdl_pipe.tasks.classification import TASK as CLASSIFICATION
+from sparkdl_pipe.tasks.regression import TASK as REGRESSION
 
 __all__ = ["Task", "get"]
 
-_TASKS: dict[str, Task] = {"classification": CLASSIFICATION}
+_TASKS: dict[str, Task] = {"classification": CLASSIFICATION, "regression": REGRESSION}
 
 
 def get(name: str) -> Task:

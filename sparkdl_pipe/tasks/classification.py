@@ -19,6 +19,7 @@ class Classification(Task):
     loss = "sparse_categorical_crossentropy"
     metrics = ("accuracy",)
     output_doc = "softmax probabilities"
+    output_columns = ("prediction", "label_name", "probability")
 
     def n_outputs(self, labels: list[str]) -> int:
         return len(labels)
@@ -62,6 +63,14 @@ class Classification(Task):
     def label_fields_json(self) -> list[dict]:
         return [{"name": "label", "dtype": "int32", "shape": []},
                 {"name": "label_name", "dtype": "string", "shape": []}]
+
+    def label_arrow_fields(self) -> list:
+        import pyarrow as pa
+
+        return [("label", pa.int32()), ("label_name", pa.string())]
+
+    def stored_labels(self, label, label_name, target) -> tuple:
+        return int(label), label_name
 
     # ---- scoring ---------------------------------------------------------------------------------
     def prediction_schema(self, id_col: str):
