@@ -167,8 +167,10 @@ def tally(rows) -> IngestStats:
     for r in ok:
         d = splits[split_of(r["split_hint"], r["band"], r["below_val"], hints)]
         d["count"] += r["n"]
-        d["per_class"][r["label_name"]] = d["per_class"].get(r["label_name"], 0) + r["n"]
-    return IngestStats(sum(r["n"] for r in rows), rejects, mf.natural_sorted({r["label_name"] for r in ok}),
+        if r["label_name"] is not None:  # unlabeled records count in their split only
+            d["per_class"][r["label_name"]] = d["per_class"].get(r["label_name"], 0) + r["n"]
+    return IngestStats(sum(r["n"] for r in rows), rejects,
+                       mf.natural_sorted({r["label_name"] for r in ok if r["label_name"] is not None}),
                        hints, splits)
 
 
@@ -237,6 +239,11 @@ def key_listing(spark, files: list[str], root: str, cfg: IngestConfig):
     root_path = root_prefix(root)
     val, test = cfg.split.val_fraction, cfg.split.test_fraction
     keyed = [key_record(p, None, None, cfg.split.seed, root_path, False, allowed) for p in files]
+    if keyed and all(r[6] == rj.NO_LABEL for r in keyed):
+        # No label folder at all: an unlabeled dataset (label -1, no label name), for tasks that need
+        # none (autoencoder). A folder with some label folders still rejects the files outside them.
+        keyed = [key_record(p, None, None, cfg.split.seed, root_path, False, allowed, need_label=False)
+                 for p in files]
     groups: dict[tuple, int] = {}
     for _p, _rel, label, hint, u, _o, reason, _m in keyed:
         k = (reason, label if reason is None else None, hint, *zone_of(u, val, test))
@@ -244,7 +251,7 @@ def key_listing(spark, files: list[str], root: str, cfg: IngestConfig):
     st = tally([dict(zip(("reason", "label_name", "split_hint", "band", "below_val"), k, strict=True), n=n)
                 for k, n in groups.items()])
     index = {name: i for i, name in enumerate(st.labels)}
-    rows = [(*r, split_of(r[3], *zone_of(r[4], val, test), st.hints), index[r[2]]) if r[6] is None
+    rows = [(*r, split_of(r[3], *zone_of(r[4], val, test), st.hints), index.get(r[2], -1)) if r[6] is None
             else (*r, None, None) for r in keyed]
     rows.sort(key=lambda r: (r[8] or "", r[5]))
     n = _task_count(spark, len(rows), _row_bytes(cfg.spec, modalities.get(cfg.kind)))
@@ -405,7 +412,8 @@ def _tally_written(summary, modality) -> tuple[dict[str, dict], dict[str, int]]:
         if r["kind"] == "class":
             d = splits[r["split"]]
             d["count"] += r["n"]
-            d["per_class"][r["label_name"]] = d["per_class"].get(r["label_name"], 0) + r["n"]
+            if r["label_name"] is not None:
+                d["per_class"][r["label_name"]] = d["per_class"].get(r["label_name"], 0) + r["n"]
         elif r["kind"] == "stat":
             splits[r["split"]][r["name"]] += r["n"]
     return splits, rejects_by_reason
@@ -455,7 +463,7 @@ def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestConfig, inp: s
             labels = planned.labels  # the stored label indices are positions in this list
             doc = {
                 "format": mf.FORMAT, "format_version": mf.FORMAT_VERSION, "kind": modality.kind,
-                "task": "classification",
+                "task": "classification" if labels else "autoencoder",  # no labels: what can be learnt unsupervised
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "input": inp, "input_kind": input_kind,
                 "input_records": total,

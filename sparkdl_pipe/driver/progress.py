@@ -27,9 +27,12 @@ log = logging.getLogger(__name__)
 
 def format_epoch(rec: dict) -> str:
     """One console line for an epoch record from rank 0."""
-    val = (f" | val loss {rec['val_loss']:.4f} acc {rec['val_accuracy']:.4f}"
-           if rec.get("val_accuracy") is not None else "")
-    return (f"[train] epoch {rec['epoch']}/{rec['epochs']}: loss {rec['loss']:.4f} acc {rec['accuracy']:.4f}"
+    def pair(prefix: str) -> str:  # "loss L acc A", or "loss L" for a task without accuracy
+        acc = rec.get(f"{prefix}accuracy")
+        return f"loss {rec[prefix + 'loss']:.4f}" + (f" acc {acc:.4f}" if acc is not None else "")
+
+    val = f" | val {pair('val_')}" if rec.get("val_loss") is not None else ""
+    return (f"[train] epoch {rec['epoch']}/{rec['epochs']}: {pair('')}"
             f"{val} | {rec['samples_per_s']:.0f} samples/s | {rec['seconds']:.1f}s/epoch, "
             f"~{rec['eta_s']:.0f}s left")
 

@@ -51,8 +51,15 @@ class TrainResult:
     weights_digests: list[str]
     seconds: float
     transport: str = "gloo"  # how the ranks exchanged gradients: gloo or mpi
+    val_loss: float | None = None
+    test_loss: float | None = None  # autoencoder: the mean reconstruction error of the test split
 
     def summary(self) -> str:
+        if self.test_accuracy is None and self.val_accuracy is None and (self.val_loss, self.test_loss) != (None, None):
+            losses = ", ".join(f"{k} loss {v:.5f}" for k, v in (("val", self.val_loss), ("test", self.test_loss))
+                               if v is not None)
+            return (f"trained on {self.num_proc} ranks ({self.transport}) x {self.steps_per_epoch} steps/epoch in "
+                    f"{self.seconds:.1f}s: {losses}; model {self.output}")
         test = f"{self.test_accuracy:.4f}" if self.test_accuracy is not None else "n/a (no test split)"
         val = f"{self.val_accuracy:.4f}" if self.val_accuracy is not None else "n/a (no val split)"
         return (f"trained on {self.num_proc} ranks ({self.transport}) x {self.steps_per_epoch} steps/epoch in "
@@ -69,6 +76,10 @@ def _threads_per_rank(spark, num_proc: int) -> int:
 
 def _check_dataset(info, cfg: TrainConfig, task, num_proc: int) -> None:
     """Refuse, before any rank starts, a dataset the task cannot learn from or the ranks cannot share."""
+    if task.kinds is not None and info.kind not in task.kinds:
+        raise DatasetError(f"task {task.name} cannot learn from dataset {cfg.dataset}: it is for "
+                           f"{' or '.join(task.kinds)} datasets, this one is {info.kind}",
+                           fix=f"Use --task {' or '.join(n for n in tasks.names() if n != task.name)}")
     task.check_dataset(info.labels, cfg.dataset)
     if info.count("train") == 0:
         raise DatasetError(f"dataset {cfg.dataset} has an empty train split")
@@ -88,7 +99,8 @@ def _model_card(cfg: TrainConfig, info, modality, task, plan: RankPlan, results:
     spec = info.spec
     r0 = results[0]
     hist = r0["history"]
-    val_acc = float(hist[-1]["val_accuracy"]) if hist and plan.val.url else None
+    val_acc = float(hist[-1]["val_accuracy"]) if hist and plan.val.url and "val_accuracy" in hist[-1] else None
+    val_loss = float(hist[-1]["val_loss"]) if hist and plan.val.url else None
     test = r0["test"] if plan.test.url else None
     return {
         "format": mc.FORMAT, "format_version": mc.FORMAT_VERSION,
@@ -110,10 +122,11 @@ def _model_card(cfg: TrainConfig, info, modality, task, plan: RankPlan, results:
                      "hosts": [r.get("host") for r in results],  # by rank
                      "horovod_loop": r0.get("horovod_loop")},
         "history": hist,
-        "final": {"val_accuracy": val_acc, "val_loss": float(hist[-1]["val_loss"]) if val_acc is not None else None,
-                  "test_accuracy": test["accuracy"] if test else None,
+        "final": {"val_accuracy": val_acc, "val_loss": val_loss,
+                  "test_accuracy": test.get("accuracy") if test else None,
                   "test_loss": test["loss"] if test else None, "test_rows": test["rows"] if test else 0,
-                  "test_confusion": test["confusion"] if test else None},
+                  "test_confusion": test.get("confusion") if test else None,
+                  **task.final_extras(r0.get("val") if plan.val.url else None, test)},
         "weights_digest": r0["weights_digest"],
         "versions": versions(),
     }
@@ -149,9 +162,10 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     """
     t0 = time.time()
     info = load_dataset_info(cfg.dataset)
-    modality, task = modalities.get(info.kind), tasks.get(info.task)
+    modality, task = modalities.get(info.kind), tasks.get(cfg.task or info.task)
     spec = info.spec
-    model_name = resolve_model(cfg.model, info.kind)
+    model_name = resolve_model(task.default_model if cfg.model == "auto" and task.default_model else cfg.model,
+                               info.kind)
     builder = get_builder(model_name)  # unknown names fail here, before any rank starts
     num_proc = cfg.num_proc or max(1, task_slots(spark))  # a fresh cluster session may have no executors yet
     require_slots(spark, num_proc)
@@ -175,7 +189,7 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
         test=_split_plan(info, "test", num_proc), shape=tuple(spec.shape), kind=info.kind,
         modality_ref=modality.ref,
         cache_shard=shard_mb <= cfg.cache_mb, shuffle_buffer=cfg.shuffle_buffer,
-        model=model_name, task=task.name, n_outputs=task.n_outputs(info.labels),
+        model=model_name, task=task.name, n_outputs=task.n_outputs_for(info.labels, cfg),
         builder_kwargs=modality.model_extras(spec),
         epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
         warmup_epochs=cfg.warmup_epochs, steps_per_epoch=steps, seed=cfg.seed, threads=threads,
@@ -207,7 +221,7 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
         storage.write_json(storage.join(staging, mc.CARD_FILE), card)
         report_dir = tempfile.mkdtemp(prefix="sparkdl_pipe-report-")  # drawn here, then uploaded
         try:
-            write_run_report(card, report_dir)
+            write_run_report(card, report_dir, results[0].get("samples"))
             storage.upload(report_dir, staging)
         finally:
             shutil.rmtree(report_dir, ignore_errors=True)
@@ -216,6 +230,7 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
         track_training(tracking, out)
     final = card["final"]
     res = TrainResult(out, model_id, num_proc, steps, card["history"], final["val_accuracy"],
-                      final["test_accuracy"], [r["weights_digest"] for r in results], time.time() - t0, transport)
+                      final["test_accuracy"], [r["weights_digest"] for r in results], time.time() - t0, transport,
+                      final["val_loss"], final["test_loss"])
     log.info(res.summary())
     return res

@@ -35,6 +35,7 @@ class WarmupAndAverage(keras.callbacks.Callback):
         self.history: list[dict] = list(resumed["history"]) if resumed else []
         self.t0 = time.time()
         self.epoch = 0
+        self.last_val: dict | None = None  # the task's full summary of the last validation
 
     def on_train_batch_end(self, batch, logs=None):
         if self.hb is not None:
@@ -61,19 +62,20 @@ class WarmupAndAverage(keras.callbacks.Callback):
             logs[k] = float(v)
         secs = time.time() - self.t0
         if p.val.url:  # every rank takes this branch or none does
-            val = self.eval_split(p.val)
-            logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
-            keys += ["val_loss", "val_accuracy"]
+            val = self.last_val = self.eval_split(p.val)
+            for k in ("loss", "accuracy"):
+                if k in val:
+                    logs[f"val_{k}"] = val[k]
+                    keys.append(f"val_{k}")
         rec = {"epoch": epoch + 1, **{k: float(logs[k]) for k in keys},
                "samples_per_s": p.steps_per_epoch * p.batch_size * self.size / max(secs, 1e-9), "seconds": secs,
                "learning_rate": float(keras.backend.get_value(self.model.optimizer.learning_rate))}
         self.history.append(rec)
         if self.rank == 0:
             left = (p.epochs - epoch - 1) * secs
-            val_txt = (f" val_loss {rec['val_loss']:.4f} val_acc {rec['val_accuracy']:.4f}"
-                       if "val_accuracy" in rec else "")
-            print(f"[rank 0] epoch {epoch + 1}/{p.epochs} loss {rec['loss']:.4f} acc "
-                  f"{rec['accuracy']:.4f}{val_txt} {rec['samples_per_s']:.0f} samples/s, "
+            names = {"loss": "loss", "accuracy": "acc", "val_loss": "val_loss", "val_accuracy": "val_acc"}
+            text = " ".join(f"{names[k]} {rec[k]:.4f}" for k in names if k in rec)
+            print(f"[rank 0] epoch {epoch + 1}/{p.epochs} {text} {rec['samples_per_s']:.0f} samples/s, "
                   f"~{left:.0f}s left", flush=True)
             if p.checkpoint_dir and self.save_checkpoint is not None:
                 self.save_checkpoint(p.checkpoint_dir, self.model, epoch + 1, self.history, p.checkpoint_about)

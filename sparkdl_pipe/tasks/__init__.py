@@ -6,12 +6,13 @@ Runs on: driver and executors.
 from __future__ import annotations
 
 from sparkdl_pipe.errors import UserInputError
+from sparkdl_pipe.tasks.autoencoder import TASK as AUTOENCODER
 from sparkdl_pipe.tasks.base import Task
 from sparkdl_pipe.tasks.classification import TASK as CLASSIFICATION
 
-__all__ = ["Task", "get"]
+__all__ = ["Task", "get", "names"]
 
-_TASKS: dict[str, Task] = {"classification": CLASSIFICATION}
+_TASKS: dict[str, Task] = {"classification": CLASSIFICATION, "autoencoder": AUTOENCODER}
 
 
 def get(name: str) -> Task:
@@ -19,3 +20,8 @@ def get(name: str) -> Task:
     if name not in _TASKS:
         raise UserInputError("task", f"one of {sorted(_TASKS)}", name)
     return _TASKS[name]
+
+
+def names() -> list[str]:
+    """The registered tasks' names."""
+    return sorted(_TASKS)
