@@ -110,7 +110,9 @@ def _train_input(plan: RankPlan, rank: int, size: int, modality):
     if rank == 0:
         print(f"[rank 0] input: {note}", flush=True)
     task = tasks.get(plan.task)
-    return ds if type(task).train_target is tasks.Task.train_target else ds.map(task.train_target)
+    if type(task).train_target is tasks.Task.train_target:
+        return ds
+    return ds.map(lambda x, y: (x, task.train_target(x, y)))  # e.g. an autoencoder learns its input
 
 
 def _report_samples(task, model, plan: RankPlan, modality) -> dict | None:

@@ -87,7 +87,7 @@ def check_quantile(q: float) -> float:
 class Autoencoder(Task):
     name = "autoencoder"
     loss = "mse"
-    metrics: tuple[str, ...] = ()
+    metrics = ()
     output_doc = "reconstructed pixels in [0, 1], shape of the input"
     kinds = ("image",)
     default_model = "conv_autoencoder"
