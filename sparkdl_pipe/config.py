@@ -243,7 +243,8 @@ class TrainConfig:
         if self.task is not None:
             from sparkdl_pipe import tasks
 
-            tasks.get(self.task)  # an unknown task is one line here
+            if self.task not in tasks.names():
+                raise UserInputError("--task", f"one of {tasks.names()}", self.task)
         if not 1 <= self.bottleneck <= 65536:
             raise UserInputError("--bottleneck", "between 1 and 65536", self.bottleneck)
 

@@ -85,7 +85,7 @@ def test_tasks_the_dataset_cannot_do_are_refused_before_any_rank(spark, unlabele
     # the unlabeled dataset's own task is autoencoder; classification needs labels
     with pytest.raises(DatasetError, match=r"0 label\(s\).*--task autoencoder"):
         run_training(spark, TrainConfig(ds, str(tmp_path / "m"), task="classification", num_proc=2))
-    with pytest.raises(UserInputError, match=r"task: expected one of \['autoencoder', 'classification'\]"):
+    with pytest.raises(UserInputError, match=r"--task: expected one of \['autoencoder', 'classification'\]"):
         TrainConfig(ds, str(tmp_path / "m"), task="regresion")
     with pytest.raises(UserInputError, match="--bottleneck"):
         TrainConfig(ds, str(tmp_path / "m"), task="autoencoder", bottleneck=0)
@@ -204,8 +204,23 @@ def test_featurizer_gives_the_bottleneck_as_a_vector(spark, autoencoder, unlabel
     assert len(feats) == 50 and feats["reject_reason"].isna().all()
     assert all(len(v) == 8 for v in feats["embedding"])
     sc = run_scoring(spark, ScoreConfig(out, unlabeled, str(tmp_path / "s")))
-    raw = pd.read_parquet(os.path.join(tmp_path / "s", "predictions")).set_index("path")
+    raw = pd.read_parquet(os.path.join(tmp_path / "s", "predictions"))
+    raw = raw.set_index(raw["path"].str.rsplit("/", n=1).str[-1])
     for p, v in zip(feats["path"], feats["embedding"], strict=True):
-        key = p if p in raw.index else "file://" + p
-        assert np.allclose(v.toArray(), raw.loc[key, "embedding"], atol=1e-5)
+        assert np.allclose(v.toArray(), raw.loc[os.path.basename(p), "embedding"], atol=1e-5)
     assert sc.scored == 1797
+
+
+def test_autoencoder_as_a_sql_function(spark, autoencoder, unlabeled):
+    from sparkdl_pipe import sql
+
+    out, _ = autoencoder
+    sql.register(spark, "ae_score", out)
+    paths = sorted(os.path.join(unlabeled, f) for f in os.listdir(unlabeled))[:20]
+    spark.createDataFrame([(p,) for p in paths] + [("/nope.png",)], "path string").createOrReplaceTempView("ae_in")
+    rows = spark.sql("SELECT path, ae_score(path) AS r FROM ae_in").toPandas()
+    good = rows[rows["path"] != "/nope.png"]["r"]
+    assert all(len(r["embedding"]) == 8 and 0 <= r["reconstruction_error"] < 1 and r["reason"] is None for r in good)
+    bad = rows[rows["path"] == "/nope.png"]["r"].iloc[0]
+    assert bad["reconstruction_error"] is None or np.isnan(bad["reconstruction_error"])
+    assert bad["reason"] == "missing_file"

@@ -76,16 +76,20 @@ def _threads_per_rank(spark, num_proc: int) -> int:
 
 def _check_dataset(info, cfg: TrainConfig, task, num_proc: int) -> None:
     """Refuse, before any rank starts, a dataset the task cannot learn from or the ranks cannot share."""
-    if task.kinds is not None and info.kind not in task.kinds:
-        raise DatasetError(f"task {task.name} cannot learn from dataset {cfg.dataset}: it is for "
-                           f"{' or '.join(task.kinds)} datasets, this one is {info.kind}",
-                           fix=f"Use --task {' or '.join(n for n in tasks.names() if n != task.name)}")
     task.check_dataset(info.labels, cfg.dataset)
     if info.count("train") == 0:
         raise DatasetError(f"dataset {cfg.dataset} has an empty train split")
     if info.row_groups("train") < num_proc:
         raise DatasetError(f"the train split has {info.row_groups('train')} row groups, fewer than "
                            f"{num_proc} ranks", fix="Re-ingest with a smaller --row-group-mb or use fewer ranks")
+
+
+def _check_task_kind(info, cfg: TrainConfig, task) -> None:
+    """Refuse, on the driver, a task that cannot learn from this kind of data (autoencoder on text)."""
+    if task.kinds is not None and info.kind not in task.kinds:
+        raise DatasetError(f"task {task.name} cannot learn from dataset {cfg.dataset}: it is for "
+                           f"{' or '.join(task.kinds)} datasets, this one is {info.kind}",
+                           fix=f"Use --task {' or '.join(n for n in tasks.names() if n != task.name)}")
 
 
 def _split_plan(info, split: str, num_proc: int) -> SplitPlan:
@@ -164,6 +168,7 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     info = load_dataset_info(cfg.dataset)
     modality, task = modalities.get(info.kind), tasks.get(cfg.task or info.task)
     spec = info.spec
+    _check_task_kind(info, cfg, task)
     model_name = resolve_model(task.default_model if cfg.model == "auto" and task.default_model else cfg.model,
                                info.kind)
     builder = get_builder(model_name)  # unknown names fail here, before any rank starts
