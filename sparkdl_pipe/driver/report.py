@@ -151,18 +151,20 @@ def render_markdown(card: dict, plots: dict[str, str]) -> str:
         f"{tr['seconds']:.1f} s.", "",
         "## Result", "",
         "| metric | value |", "|---|---|",
-        f"| validation accuracy | {_fmt(fin.get('val_accuracy'))} |",
-        f"| validation loss | {_fmt(fin.get('val_loss'))} |",
-        f"| test accuracy | {_fmt(fin.get('test_accuracy'))} |",
-        f"| test loss | {_fmt(fin.get('test_loss'))} |",
-        f"| test rows | {fin.get('test_rows', 0)} |", "",
-        "## Per epoch", "",
-        "| epoch | loss | accuracy | val loss | val accuracy | samples/s | seconds |",
-        "|---|---|---|---|---|---|---|",
     ]
+    acc = not hist or any("accuracy" in h for h in hist)  # a task without accuracy (autoencoder): no n/a columns
+    for name, key in (("validation accuracy", "val_accuracy"), ("validation loss", "val_loss"),
+                      ("test accuracy", "test_accuracy"), ("test loss", "test_loss")):
+        if acc or "accuracy" not in key:
+            lines.append(f"| {name} | {_fmt(fin.get(key))} |")
+    cols = [(n, k) for n, k in (("loss", "loss"), ("accuracy", "accuracy"), ("val loss", "val_loss"),
+                                ("val accuracy", "val_accuracy")) if acc or "accuracy" not in k]
+    lines += [f"| test rows | {fin.get('test_rows', 0)} |", "", "## Per epoch", "",
+              "| epoch | " + " | ".join(n for n, _ in cols) + " | samples/s | seconds |",
+              "|---|" + "---|" * (len(cols) + 2)]
     for h in hist:
-        lines.append(f"| {h['epoch']} | {_fmt(h['loss'])} | {_fmt(h.get('accuracy'))} | {_fmt(h.get('val_loss'))} | "
-                     f"{_fmt(h.get('val_accuracy'))} | {h['samples_per_s']:.0f} | {h['seconds']:.1f} |")
+        lines.append(f"| {h['epoch']} | " + " | ".join(_fmt(h.get(k)) for _, k in cols) +
+                     f" | {h['samples_per_s']:.0f} | {h['seconds']:.1f} |")
     lines += ["", f"![loss and accuracy]({plots['curves']})", ""]
     rec = fin.get("reconstruction_error")
     if rec is not None:
