@@ -67,6 +67,10 @@ def test_featurizer_then_logistic_regression_in_one_pipeline(spark, trained, tmp
     assert acc >= 0.85
     row = scored.select("embedding").first()
     assert row["embedding"].size == 128
+    # a record that cannot be read gets a null vector and its reason, not a failed job
+    bad = spark.createDataFrame([(b"not an image",)], "png binary")
+    got = feats.transform(bad).select("embedding", "reject_reason").first()
+    assert got["embedding"] is None and got["reject_reason"] == "undecodable_image"
 
 
 def test_model_as_a_sql_function_bad_rows_give_a_reason(spark, trained):
@@ -86,3 +90,25 @@ def test_model_as_a_sql_function_bad_rows_give_a_reason(spark, trained):
     acc = np.mean([str(r["label_name"]) == str(d) for r, d in zip(good["r"], good["digit"], strict=True)])
     assert acc >= 0.85
 
+
+def test_cross_validator_picks_the_better_grid_point(spark, tmp_path):
+    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
+
+    from sparkdl_pipe.ml import KerasImageClassifier
+
+    train = _frame(spark, "train").withColumnRenamed("png", "image").withColumnRenamed("digit", "label")
+    clf = KerasImageClassifier(imageSize=[8], channels=1, model="cnn", batchSize=32, learningRate=2e-3,
+                               numProc=2, workDir=str(tmp_path / "cv"), scoreBatchSize=256)
+    grid = ParamGridBuilder().addGrid(clf.epochs, [1, 10]).build()
+    cv = CrossValidator(estimator=clf, estimatorParamMaps=grid, numFolds=2, seed=3, parallelism=2,
+                        evaluator=MulticlassClassificationEvaluator(labelCol="label", predictionCol="prediction",
+                                                                    metricName="accuracy"))
+    fitted = cv.fit(train)
+    metrics = list(fitted.avgMetrics)
+    assert len(metrics) == 2 and metrics[1] > metrics[0]  # 10 epochs beat 1 epoch on every fold
+    best = fitted.bestModel  # refitted on all the data with the better grid point
+    assert best.trainResult is not None and len(best.trainResult.history) == 10
+    acc = MulticlassClassificationEvaluator(labelCol="label", predictionCol="prediction", metricName="accuracy") \
+        .evaluate(best.transform(_frame(spark, "test").withColumnRenamed("png", "image")
+                                 .withColumnRenamed("digit", "label")))
+    assert acc >= 0.85

@@ -56,8 +56,11 @@ def test_transform_keeps_columns_adds_predictions_and_learns(spark, fitted):
     assert list(out.columns) == ["id", "png", "digit", "image", "label", "prediction", "predicted_label",
                                  "probability", "reject_reason"]
     assert len(out) == 360 and out["reject_reason"].isna().all()
-    assert (out["predicted_label"] == out["prediction"].astype(str)).all()
-    assert out["probability"].between(0, 1).all()
+    assert out["prediction"].dtype == np.float64  # Spark ML's convention: evaluators want a double
+    assert (out["predicted_label"] == out["prediction"].astype(int).astype(str)).all()
+    probs = np.stack([v.toArray() for v in out["probability"]])  # an MLlib Vector of every class's
+    assert probs.shape == (360, 10) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert (probs.argmax(axis=1) == out["prediction"]).all()
     assert (out["prediction"] == out["digit"]).mean() >= 0.9
 
 
@@ -77,7 +80,8 @@ def test_pipeline_and_stages_round_trip(spark, fitted, tmp_path):
     loaded = PipelineModel.load(path)
     after = loaded.transform(test).select("id", "prediction", "probability").toPandas().sort_values("id")
     assert (before["prediction"].values == after["prediction"].values).all()
-    assert np.array_equal(before["probability"].values, after["probability"].values)
+    assert np.array_equal(np.stack([v.toArray() for v in before["probability"]]),
+                          np.stack([v.toArray() for v in after["probability"]]))
     st = loaded.stages[-1]
     assert st.getModelDir().endswith("/model") and st.modelInfo().model_id == model.stages[-1].modelInfo().model_id
     # the fitted stage alone: model.write().save(path) / KerasImageClassifierModel.load(path)

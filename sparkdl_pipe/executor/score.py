@@ -268,7 +268,8 @@ def append_predictions(batches: Iterator[pd.DataFrame], input_col: str, source: 
                        model_id: str, modality_ref: str, spec_dict: dict, model_dir: str, card: dict,
                        labels: list[str], batch_size: int, out_cols: dict[str, str],
                        threads: int | None = None, task_name: str = "classification") -> Iterator[pd.DataFrame]:
-    """Keep every input column and add prediction, predicted label, probability and reject reason.
+    """Keep every input column and add prediction (a double), predicted label, every class's
+    probability (an array of doubles) and reject reason.
 
     The batch function behind the Spark ML Transformers (:mod:`sparkdl_pipe.ml`). ``out_cols`` maps
     ``prediction``, ``label``, ``probability`` and ``reason`` to output column names. Runs on: executors.
@@ -284,11 +285,15 @@ def append_predictions(batches: Iterator[pd.DataFrame], input_col: str, source: 
     model = MODEL_CACHE.get(model_path, model_id, threads)
     for pdf in batches:
         x, ok, reason, _ = model_inputs(modality, spec, artifacts, pdf[input_col], source)
-        cols = task.prediction_columns(predict_arrays(model, x, batch_size), ok, labels)
+        outputs = predict_arrays(model, x, batch_size)
+        cols = task.prediction_columns(outputs, ok, labels)
         out = pdf.copy()
-        out[out_cols["prediction"]] = cols["prediction"]
+        # Spark ML's conventions, as its evaluators expect: the prediction a double, the probability
+        # every class's (an array here, a Vector once the Model converts it); null where not scored.
+        out[out_cols["prediction"]] = pd.to_numeric(pd.Series(cols["prediction"]), errors="coerce") \
+            .astype("float64").values
         out[out_cols["label"]] = cols["label_name"]
-        out[out_cols["probability"]] = cols["probability"]
+        out[out_cols["probability"]] = embedding_column(np.asarray(outputs, dtype=np.float64), ok)
         out[out_cols["reason"]] = reason
         yield out
 

@@ -57,6 +57,15 @@ def _local_dir(path: str, what: str) -> str:
     return storage.local_path(url)
 
 
+def as_vector(df, name: str):
+    """``df`` with its array column ``name`` turned into MLlib Vectors; a null array stays null
+    (``array_to_vector`` alone fails on a null, the row of a record that could not be used)."""
+    from pyspark.ml.functions import array_to_vector
+    from pyspark.sql import functions as F
+
+    return df.withColumn(name, F.when(F.col(name).isNull(), F.lit(None)).otherwise(array_to_vector(F.col(name))))
+
+
 def source_kind(df, col: str, modality) -> str:
     """What an input column holds for ``modality``: ``content`` (the record's bytes) or ``path``."""
     from pyspark.sql.types import BinaryType, StringType
@@ -149,8 +158,9 @@ class KerasEstimator(Estimator, ScoringParams, TrainingParams, DefaultParamsRead
 
 class KerasModel(Model, ScoringParams, DefaultParamsReadable, DefaultParamsWritable):
     """A trained model as a Transformer: ``transform(df)`` keeps every input column and adds
-    ``predictionCol`` (class index), ``predictedLabelCol`` (its name), ``probabilityCol`` (its
-    probability) and ``rejectReasonCol`` (why a row could not be scored, else null).
+    ``predictionCol`` (class index as a double, the Spark ML convention that evaluators expect),
+    ``predictedLabelCol`` (its name), ``probabilityCol`` (every class's probability as an MLlib
+    ``Vector``, Spark ML's convention) and ``rejectReasonCol`` (why a row could not be scored, else null).
 
     The preprocessing comes from the model card (and the files beside it), as in training.
     """
@@ -171,7 +181,7 @@ class KerasModel(Model, ScoringParams, DefaultParamsReadable, DefaultParamsWrita
         return mc.load_model_info(self.getModelDir())
 
     def _transform(self, dataset):
-        from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
+        from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, StructType
 
         from sparkdl_pipe import modalities
         from sparkdl_pipe.executor.score import append_predictions
@@ -187,9 +197,9 @@ class KerasModel(Model, ScoringParams, DefaultParamsReadable, DefaultParamsWrita
             raise UserInputError(f"output columns {sorted(outs.values())}", "new, distinct column names",
                                  clash or sorted(outs.values()), "Rename them with the set*Col setters")
         schema = StructType([*dataset.schema.fields,
-                             StructField(outs["prediction"], IntegerType()),
+                             StructField(outs["prediction"], DoubleType()),
                              StructField(outs["label"], StringType()),
-                             StructField(outs["probability"], DoubleType()),
+                             StructField(outs["probability"], ArrayType(DoubleType())),
                              StructField(outs["reason"], StringType())])
         spark = dataset.sparkSession
         bs = self.getScoreBatchSize()
@@ -200,7 +210,7 @@ class KerasModel(Model, ScoringParams, DefaultParamsReadable, DefaultParamsWrita
                      model_id=info.model_id, modality_ref=modality.ref, spec_dict=info.spec.to_dict(),
                      model_dir=info.url, card=info.card, labels=info.labels, batch_size=bs, out_cols=outs,
                      threads=threads, task_name=info.task)
-        return dataset.mapInPandas(fn, schema)
+        return as_vector(dataset.mapInPandas(fn, schema), outs["probability"])
 
     def write(self):
         return ModelDirWriter(self)

@@ -26,7 +26,7 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from sparkdl_pipe import model_card as mc
 from sparkdl_pipe.errors import UserInputError
-from sparkdl_pipe.ml.estimator import ModelDirReader, ModelDirWriter, source_kind
+from sparkdl_pipe.ml.estimator import ModelDirReader, ModelDirWriter, as_vector, source_kind
 
 
 class KerasFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable):
@@ -61,8 +61,6 @@ class KerasFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
         return mc.load_model_info(self.getModelDir())
 
     def _transform(self, dataset):
-        from pyspark.ml.functions import array_to_vector
-        from pyspark.sql import functions as F
         from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
         from sparkdl_pipe import modalities, tasks
@@ -96,7 +94,7 @@ class KerasFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
                      model_id=info.model_id, modality_ref=modality.ref, spec_dict=info.spec.to_dict(),
                      model_dir=info.url, card=info.card, batch_size=bs, layer=layer, out_col=out,
                      reason_col=reason or None, threads=threads)
-        return dataset.mapInPandas(fn, StructType(fields)).withColumn(out, array_to_vector(F.col(out)))
+        return as_vector(dataset.mapInPandas(fn, StructType(fields)), out)
 
     def write(self):
         return ModelDirWriter(self)
