@@ -93,6 +93,7 @@ class IngestConfig:
     overwrite: bool = False
     labels: tuple[str, ...] | None = None  # only these labels are accepted; others: unknown_label
     max_rejects: int | None = None  # more rejects than this fail the job, nothing is published
+    target_col: str | None = None  # a numeric target instead of a label: a regression dataset
 
     def __post_init__(self) -> None:
         _check_ingest(self, "a folder or a table file")
@@ -110,6 +111,8 @@ def _labels(value: str) -> tuple[str, ...]:
 
 
 _LABELS_HELP = "accept only these labels; records with any other label are rejected (unknown_label)"
+_TARGET_HELP = ("a numeric target column (table inputs): a regression dataset instead of labels; empty cells are "
+                "missing_target rejects, text/NaN/inf invalid_target")
 _MAX_REJECTS_HELP = ("fail (exit status 3, nothing published) when more than N records are rejected; 0 fails "
                      "on any reject (default: no limit, rejects are kept in <output>/rejects)")
 
@@ -134,6 +137,7 @@ class IngestImagesConfig:
     overwrite: bool = option(False, help="replace an existing output")
     labels: tuple[str, ...] | None = option(None, metavar="A,B,...", parse=_labels, help=_LABELS_HELP)
     max_rejects: int | None = option(None, metavar="N", help=_MAX_REJECTS_HELP)
+    target_col: str | None = option(None, metavar="COL", help=_TARGET_HELP)
 
     def __post_init__(self) -> None:
         _check_ingest(self, "a folder of images or a manifest (.csv/.parquet)")
@@ -144,7 +148,7 @@ class IngestImagesConfig:
     def as_ingest_config(self) -> IngestConfig:
         return IngestConfig(self.input, self.output, self.image, self.split, "auto", self.manifest_path_col,
                             self.manifest_label_col, None, self.manifest_split_col, self.row_group_mb,
-                            self.overwrite, self.labels, self.max_rejects)
+                            self.overwrite, self.labels, self.max_rejects, self.target_col)
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,7 @@ class IngestTextConfig:
     overwrite: bool = option(False, help="replace an existing output")
     labels: tuple[str, ...] | None = option(None, metavar="A,B,...", parse=_labels, help=_LABELS_HELP)
     max_rejects: int | None = option(None, metavar="N", help=_MAX_REJECTS_HELP)
+    target_col: str | None = option(None, metavar="COL", help=_TARGET_HELP)
 
     def __post_init__(self) -> None:
         _check_ingest(self, "a text file (.csv/.tsv/.jsonl/.parquet) or a folder")
@@ -181,7 +186,7 @@ class IngestTextConfig:
     def as_ingest_config(self) -> IngestConfig:
         return IngestConfig(self.input, self.output, self.text, self.split, self.input_format, self.text_col,
                             self.label_col, self.id_col, self.split_col, self.row_group_mb, self.overwrite,
-                            self.labels, self.max_rejects)
+                            self.labels, self.max_rejects, self.target_col)
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,18 @@ class TrainConfig:
                             help="how the ranks exchange gradients: mpi (shared memory between the ranks of a "
                                  "host; needs Open MPI, installed by make install), gloo (TCP), or auto: mpi "
                                  "when Open MPI is installed and no GPU is requested, else gloo")
+    loss: str = option("auto", choices=("auto", "mse", "huber"),
+                       help="regression loss: mse (auto) or huber; classification takes auto (cross-entropy)")
+    standardize_target: bool = option(False, help="regression: train on (target - mean) / std of the train split "
+                                                  "(recorded in the model card; the saved model predicts in the "
+                                                  "target's own units)")
+    init_from: str | None = option(None, metavar="PATH_OR_MODEL_DIR",
+                                   help="fine-tune: start from this Keras model file (.keras/.h5) or model "
+                                        "directory: its body (up to its head, or --init-layer) with a new head")
+    init_layer: str | None = option(None, metavar="NAME", help="with --init-from: the last layer kept (default: "
+                                                               "the input of the parent's head)")
+    freeze_epochs: int = option(0, metavar="N", help="with --init-from: train only the new head for the first N "
+                                                     "epochs, then everything")
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -247,6 +264,19 @@ class TrainConfig:
                 raise UserInputError("--task", f"one of {tasks.names()}", self.task)
         if not 1 <= self.bottleneck <= 65536:
             raise UserInputError("--bottleneck", "between 1 and 65536", self.bottleneck)
+        self._check_finetune()
+
+    def _check_finetune(self) -> None:
+        if self.loss not in ("auto", "mse", "huber"):
+            raise UserInputError("--loss", "auto, mse or huber", self.loss)
+        if self.freeze_epochs < 0:
+            raise UserInputError("--freeze-epochs", "0 or more", self.freeze_epochs)
+        if (self.init_layer or self.freeze_epochs) and not self.init_from:
+            raise UserInputError("--init-layer/--freeze-epochs", "used with --init-from",
+                                 self.init_layer or self.freeze_epochs)
+        if self.freeze_epochs and self.resume:
+            raise UserInputError("--resume with --freeze-epochs", "one of them", "both",
+                                 "Resume a fine-tuning run without --freeze-epochs (the body then trains)")
 
     def to_dict(self) -> dict:
         return asdict(self)

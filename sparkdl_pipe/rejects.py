@@ -24,6 +24,8 @@ UNKNOWN_LABEL = "unknown_label"
 EMPTY_TEXT = "empty_text"
 UNDECODABLE_TEXT = "undecodable_text"
 MALFORMED_RECORD = "malformed_record"
+MISSING_TARGET = "missing_target"
+INVALID_TARGET = "invalid_target"
 
 #: Reason code -> what it means (README and ``--help`` list these).
 REASONS: dict[str, str] = {
@@ -40,6 +42,8 @@ REASONS: dict[str, str] = {
     UNDECODABLE_TEXT: "bytes that are not valid UTF-8 (--invalid-utf8 reject, the default); from CSV/TSV/"
                       "JSON Lines, whose reader replaces such bytes, a text holding U+FFFD",
     MALFORMED_RECORD: "a table row the reader could not parse (wrong number of fields, broken JSON)",
+    MISSING_TARGET: "--target-col: the cell is null or empty",
+    INVALID_TARGET: "--target-col: the cell is not a finite number (text, NaN, inf, beyond float32)",
 }
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 from sparkdl_pipe import storage
 
 #: The struct fields of a classification model's function (Spark DDL).
-_DROP = ("true_label", "model_name", "model_id")
+_DROP = ("true_label", "model_name", "model_id", "target", "error")  # no truth to compare with in a query
 
 
 def result_schema(task_name: str, key: str) -> str:

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from functools import partial
 
 from sparkdl_pipe import manifest as mf
-from sparkdl_pipe import modalities, storage
+from sparkdl_pipe import modalities, storage, tasks
 from sparkdl_pipe import rejects as rj
 from sparkdl_pipe.config import IngestConfig, IngestImagesConfig, IngestTextConfig, as_ingest_config
 from sparkdl_pipe.driver.sources import (
@@ -167,11 +167,10 @@ def tally(rows) -> IngestStats:
     for r in ok:
         d = splits[split_of(r["split_hint"], r["band"], r["below_val"], hints)]
         d["count"] += r["n"]
-        if r["label_name"] is not None:  # unlabeled records count in their split only
+        if r["label_name"] is not None:  # regression records have a target, no label
             d["per_class"][r["label_name"]] = d["per_class"].get(r["label_name"], 0) + r["n"]
-    return IngestStats(sum(r["n"] for r in rows), rejects,
-                       mf.natural_sorted({r["label_name"] for r in ok if r["label_name"] is not None}),
-                       hints, splits)
+    labels = mf.natural_sorted({r["label_name"] for r in ok if r["label_name"] is not None})
+    return IngestStats(sum(r["n"] for r in rows), rejects, labels, hints, splits)
 
 
 def write_manifest(staging: str, doc: dict) -> str:
@@ -245,7 +244,7 @@ def key_listing(spark, files: list[str], root: str, cfg: IngestConfig):
         keyed = [key_record(p, None, None, cfg.split.seed, root_path, False, allowed, need_label=False)
                  for p in files]
     groups: dict[tuple, int] = {}
-    for _p, _rel, label, hint, u, _o, reason, _m in keyed:
+    for _p, _rel, label, hint, u, _o, reason, _m, _t in keyed:
         k = (reason, label if reason is None else None, hint, *zone_of(u, val, test))
         groups[k] = groups.get(k, 0) + 1
     st = tally([dict(zip(("reason", "label_name", "split_hint", "band", "below_val"), k, strict=True), n=n)
@@ -253,7 +252,7 @@ def key_listing(spark, files: list[str], root: str, cfg: IngestConfig):
     index = {name: i for i, name in enumerate(st.labels)}
     rows = [(*r, split_of(r[3], *zone_of(r[4], val, test), st.hints), index.get(r[2], -1)) if r[6] is None
             else (*r, None, None) for r in keyed]
-    rows.sort(key=lambda r: (r[8] or "", r[5]))
+    rows.sort(key=lambda r: (r[9] or "", r[5]))
     n = _task_count(spark, len(rows), _row_bytes(cfg.spec, modalities.get(cfg.kind)))
     rdd = spark.sparkContext.parallelize(rows, max(1, min(n, len(rows))))
     return spark.createDataFrame(rdd, _keyed_schema()), st
@@ -271,16 +270,19 @@ def key_dataframe(spark, src, cfg: IngestConfig, root: str | None):
 
     with_content = "content" in src.columns
     fn = partial(key_records, seed=cfg.split.seed, root=root, from_manifest=root is None,
-                 allowed_labels=list(cfg.labels) if cfg.labels is not None else None)
+                 allowed_labels=list(cfg.labels) if cfg.labels is not None else None,
+                 target_mode=cfg.target_col is not None)
     keyed = src.mapInPandas(fn, KEYED_DDL + (", content binary" if with_content else "")) \
         .persist(StorageLevel.MEMORY_AND_DISK)
     st = ingest_stats(keyed, cfg.split.val_fraction, cfg.split.test_fraction)
-    label_map = F.create_map(*[x for i, name in enumerate(st.labels) for x in (F.lit(name), F.lit(i))])
+    label_map = F.create_map(*[x for i, name in enumerate(st.labels) for x in (F.lit(name), F.lit(i))]) \
+        if st.labels else None
     ok = F.col("reason").isNull()
     n = _task_count(spark, st.total, _row_bytes(cfg.spec, modalities.get(cfg.kind)))
     out = keyed.withColumn("split", F.when(ok, split_column(st.hints, cfg.split.val_fraction,
                                                                cfg.split.test_fraction))) \
-        .withColumn("label", F.when(ok, label_map[F.col("label_name")]).cast("int")) \
+        .withColumn("label", F.when(ok, label_map[F.col("label_name")] if label_map is not None else F.lit(None))
+                    .cast("int")) \
         .repartitionByRange(n, "split", "order_key").sortWithinPartitions("split", "order_key")
     return out.select(*[c.split()[0] for c in _keyed_schema(with_content).split(", ")]), st, keyed
 
@@ -303,13 +305,17 @@ def run_ingest(spark, cfg: IngestConfig | IngestImagesConfig | IngestTextConfig)
         raise DatasetError(f"input {cfg.input} does not exist", fix=f"Give {modality.describe_input()}")
     storage.prepare_output(out, cfg.overwrite)
     fmt = detect_format(inp, cfg.input_format, modality.describe_input())
+    if fmt == "folder" and cfg.target_col is not None:
+        raise UserInputError("--target-col", "a table input (manifest/CSV/TSV/JSON Lines/Parquet) with that column",
+                             cfg.input, "A folder layout has no numeric target: list the files and their "
+                             "targets in a table")
     if fmt == "folder":
         listing = list_input_files(inp)
         keyed, st = key_listing(spark, listing.files, inp, cfg)
         return write_ingested(spark, keyed, st, cfg, inp, out, "folder", listing.hidden, t0)
     flag = "--path-col" if modality.table_reads == "path" else "--text-col"
     src, _ = table_source(spark, inp, fmt, main_col=cfg.main_col, main_flag=flag, reads=modality.table_reads,
-                       label_col=cfg.label_col, id_col=cfg.id_col, split_col=cfg.split_col)
+                       label_col=cfg.target_col or cfg.label_col, id_col=cfg.id_col, split_col=cfg.split_col)
     src = spread(src, rows_per_partition=20000)
     keyed, st, cached = key_dataframe(spark, src, cfg, None)
     input_kind = "manifest" if modality.table_reads == "path" else fmt
@@ -383,7 +389,7 @@ def _fit_pass(spark, keyed, cfg: IngestConfig, modality, decoded_by_reader: bool
 
 
 def _write_job(spark, records, modality, spec, staging: str, rows_per_group: dict[str, int], artifacts,
-               from_prepared: bool, decoded_by_reader: bool):
+               from_prepared: bool, decoded_by_reader: bool, task_name: str = "classification"):
     """Run the prepare-and-write job; returns its summary rows after removing any file not named in
     them (left by a failed or duplicate task attempt)."""
     # small Arrow batches: a DataFrame's rows may carry whole files
@@ -393,7 +399,7 @@ def _write_job(spark, records, modality, spec, staging: str, rows_per_group: dic
         summary = records.mapInPandas(partial(
             write_records, modality_ref=modality.ref, spec_dict=spec.to_dict(), staging=staging,
             rows_per_group=rows_per_group, artifacts=bc, from_prepared=from_prepared,
-            decoded_by_reader=decoded_by_reader), SUMMARY_DDL).collect()
+            decoded_by_reader=decoded_by_reader, task_name=task_name), SUMMARY_DDL).collect()
     finally:
         if bc is not None:
             bc.unpersist()
@@ -419,6 +425,37 @@ def _tally_written(summary, modality) -> tuple[dict[str, dict], dict[str, int]]:
     return splits, rejects_by_reason
 
 
+def task_schema(schema: dict, task) -> dict:
+    """A modality's manifest schema with the task's stored label fields in place of classification's."""
+    fields = [f for f in schema["fields"] if f["name"] not in ("label", "label_name")]
+    return {**schema, "fields": [fields[0], *task.label_fields_json(), *fields[1:]]}
+
+
+def target_stats(staging: str, splits: dict[str, dict]) -> dict:
+    """Count, mean, std, min and max of the stored float32 ``target``, overall and per split,
+    read back from the written Parquet (one float column). Driver."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    def stats(v) -> dict:
+        if not len(v):
+            return {"count": 0, "mean": None, "std": None, "min": None, "max": None}
+        v = v.astype(np.float64)
+        return {"count": int(len(v)), "mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
+                "max": float(v.max())}
+
+    per: dict[str, dict] = {}
+    every = []
+    for s in storage.SPLITS:
+        v = np.zeros(0, dtype=np.float32)
+        if splits[s]["count"]:
+            fs, path = storage.filesystem(storage.join(staging, s))
+            v = pq.read_table(path, columns=["target"], filesystem=fs).column("target").to_numpy()
+        per[s] = stats(v)
+        every.append(v)
+    return {**stats(np.concatenate(every)), "splits": per}
+
+
 def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestConfig, inp: str, out: str,
                    input_kind: str, hidden: list[str], t0: float, cached=None,
                    decoded_by_reader: bool = False) -> IngestResult:
@@ -430,6 +467,7 @@ def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestConfig, inp: s
     input record. Runs on: driver.
     """
     modality = modalities.get(cfg.kind)
+    task = tasks.get("regression" if cfg.target_col is not None else "classification")
     spec = cfg.spec
     prepared = artifacts = None
     try:
@@ -447,7 +485,7 @@ def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestConfig, inp: s
             records = prepared
         with storage.staged_output(out, cfg.overwrite) as staging:
             summary = _write_job(spark, records, modality, spec, staging, rows_per_group, artifacts,
-                                 prepared is not None, decoded_by_reader)
+                                 prepared is not None, decoded_by_reader, task.name)
             splits, rejects_by_reason = _tally_written(summary, modality)
             n_rej = sum(rejects_by_reason.values())
             rj.enforce_limit(cfg.max_rejects, rejects_by_reason,
@@ -463,13 +501,17 @@ def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestConfig, inp: s
             labels = planned.labels  # the stored label indices are positions in this list
             doc = {
                 "format": mf.FORMAT, "format_version": mf.FORMAT_VERSION, "kind": modality.kind,
-                "task": "classification" if labels else "autoencoder",  # no labels: what can be learnt unsupervised
+                # a folder with no label folders at all: unlabeled, what can be learnt without labels
+                "task": task.name if labels or task.name != "classification" else "autoencoder",
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "input": inp, "input_kind": input_kind,
                 "input_records": total,
-                "columns": {"main": cfg.main_col, "label": cfg.label_col, "id": cfg.id_col, "split": cfg.split_col},
+                "columns": {"main": cfg.main_col, "label": None if cfg.target_col else cfg.label_col,
+                            "id": cfg.id_col, "split": cfg.split_col,
+                            **({"target": cfg.target_col} if cfg.target_col else {})},
                 "preprocess": spec.to_dict(), "preprocess_fingerprint": spec.fingerprint(),
-                "schema": modality.schema_json(spec),
+                "schema": task_schema(modality.schema_json(spec), task),
+                **({"target": target_stats(staging, splits)} if cfg.target_col else {}),
                 **fitted_doc,
                 **modality.manifest_extras(spec, splits),
                 "labels": labels,

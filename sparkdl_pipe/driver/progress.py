@@ -27,12 +27,14 @@ log = logging.getLogger(__name__)
 
 def format_epoch(rec: dict) -> str:
     """One console line for an epoch record from rank 0."""
-    def pair(prefix: str) -> str:  # "loss L acc A", or "loss L" for a task without accuracy
-        acc = rec.get(f"{prefix}accuracy")
-        return f"loss {rec[prefix + 'loss']:.4f}" + (f" acc {acc:.4f}" if acc is not None else "")
-
-    val = f" | val {pair('val_')}" if rec.get("val_loss") is not None else ""
-    return (f"[train] epoch {rec['epoch']}/{rec['epochs']}: {pair('')}"
+    short = {"accuracy": "acc"}
+    train = " ".join(f"{short.get(k, k)} {rec[k]:.4f}" for k in ("loss", "accuracy", "mae")
+                     if rec.get(k) is not None)
+    val = " ".join(f"{short.get(k[4:], k[4:])} {rec[k]:.4f}" for k in ("val_loss", "val_accuracy", "val_mae",
+                                                                          "val_rmse", "val_r2")
+                   if rec.get(k) is not None)
+    val = f" | val {val}" if val else ""
+    return (f"[train] epoch {rec['epoch']}/{rec['epochs']}: {train}"
             f"{val} | {rec['samples_per_s']:.0f} samples/s | {rec['seconds']:.1f}s/epoch, "
             f"~{rec['eta_s']:.0f}s left")
 

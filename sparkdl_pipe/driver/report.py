@@ -53,10 +53,12 @@ def plot_curves(history: list[dict], path: str) -> None:
     """Loss and accuracy per epoch, train vs validation, side by side."""
     plt = _plt()
     epochs = [h["epoch"] for h in history]
-    keys = [k for k in ("loss", "accuracy") if any(k in h for h in history)]  # an autoencoder has no accuracy
+    second = "accuracy" if any("accuracy" in h or "val_accuracy" in h for h in history) else "mae"
+    keys = ["loss"] + ([second] if any(second in h or f"val_{second}" in h for h in history) else [])  # autoencoder: loss
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), dpi=100, squeeze=False)
     for ax, key, title in ((axes[0][i], k, k) for i, k in enumerate(keys)):
-        ax.plot(epochs, [h[key] for h in history], "o-", label="train")
+        if any(key in h for h in history):
+            ax.plot(epochs, [h.get(key) for h in history], "o-", label="train")
         if any(f"val_{key}" in h for h in history):
             ax.plot(epochs, [h.get(f"val_{key}") for h in history], "s-", label="validation")
         ax.set_xlabel("epoch")
@@ -157,8 +159,13 @@ def render_markdown(card: dict, plots: dict[str, str]) -> str:
                       ("test accuracy", "test_accuracy"), ("test loss", "test_loss")):
         if acc or "accuracy" not in key:
             lines.append(f"| {name} | {_fmt(fin.get(key))} |")
+    lines += [f"| {split} {name} | {_fmt(fin.get(f'{pre}_{key}'))} |" for split, pre in (("validation", "val"),
+                                                                                       ("test", "test"))
+              for key, name in (("mae", "MAE"), ("rmse", "RMSE"), ("r2", "R²")) if f"{pre}_{key}" in fin]
     cols = [(n, k) for n, k in (("loss", "loss"), ("accuracy", "accuracy"), ("val loss", "val_loss"),
                                 ("val accuracy", "val_accuracy")) if acc or "accuracy" not in k]
+    cols += [(f"val {n}", f"val_{k}") for n, k in (("MAE", "mae"), ("RMSE", "rmse"), ("R²", "r2"))
+             if any(f"val_{k}" in h for h in hist)]  # regression
     lines += [f"| test rows | {fin.get('test_rows', 0)} |", "", "## Per epoch", "",
               "| epoch | " + " | ".join(n for n, _ in cols) + " | samples/s | seconds |",
               "|---|" + "---|" * (len(cols) + 2)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 
@@ -53,9 +53,15 @@ class ScoreResult:
     model_id: str
     seconds: float
     unknown_true_labels: int = 0
+    metrics: dict = field(default_factory=dict)  # the task's (regression: target_rows, mae, rmse, r2)
 
     def summary(self) -> str:
         acc = f", accuracy {self.accuracy:.4f} on {self.labelled_rows} labelled rows" if self.accuracy is not None else ""
+        if self.metrics.get("target_rows"):
+            m = self.metrics
+            r2 = f"{m['r2']:.4f}" if m.get("r2") is not None else "n/a"
+            acc = (f", MAE {m['mae']:.4f} RMSE {m['rmse']:.4f} R2 {r2} on {m['target_rows']} rows with a "
+                   "target")
         unk = (f"; {self.unknown_true_labels} rows with a label the model never saw (scored, not counted in "
                "accuracy)") if self.unknown_true_labels else ""
         return (f"scored {self.input_rows} rows in {self.seconds:.1f}s: {self.scored} predictions + "
@@ -126,7 +132,7 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
                                f"{spec.to_dict()} (model card)", info.spec.to_dict(),
                                "Re-ingest the data with the model's spec, or score the raw records")
         src = spark.read.parquet(storage.spark_path(inp)).select(
-            modality.key, modality.feature, F.col("label_name").alias("true_label"))
+            modality.key, modality.feature, F.col(tasks.get(info.task).truth_column).cast("string").alias("true_label"))
         source = "stored"
     elif fmt == "folder":
         listing = list_input_files(inp)
@@ -139,11 +145,11 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
         src = spread(table.withColumnRenamed("label_name", "true_label"), rows_per_partition=5000 if reads == "path"
                      else 20000)
         hidden, source = hidden_files(inp), reads
-        if has_label:
+        if not has_label:
+            src = src.drop("true_label")
+        elif model.labels:  # a classifier's labels (a regression's truth is a number: its own check)
             unknown_labels = src.filter(F.col("true_label").isNotNull()
                                         & ~F.trim(F.col("true_label")).isin(model.labels)).count()
-        else:
-            src = src.drop("true_label")
     fn = partial(score_batches, model_path=model.model_url, model_id=model.model_id, model_name=model.name,
                  modality_ref=modality.ref, spec_dict=spec.to_dict(), model_dir=model.url, card=model.card,
                  labels=model.labels, batch_size=cfg.batch_size, source=source, threads=score_threads(spark),
@@ -186,7 +192,8 @@ def write_scores(src, score_fn, cfg: ScoreConfig, model, inp: str, out: str, fmt
         total = n_ok + sum(rejects_by_reason.values())
         n_rej = sum(rejects_by_reason.values())
         rj.enforce_limit(cfg.max_rejects, rejects_by_reason, [(p, r) for r, p in examples.items()], out)
-        acc = correct / labelled if labelled else None
+        acc = correct / labelled if labelled and model.labels else None
+        metrics = tasks.get(model.task).score_summary(storage.join(staging, "predictions")) if n_ok else {}
         devices = sorted({r["name"] for r in summary if r["kind"] == "device"})
         for d, schema, n in (("predictions", predictions_schema(id_col, model.task, cfg.embeddings, task_options),
                               n_ok),
@@ -201,6 +208,7 @@ def write_scores(src, score_fn, cfg: ScoreConfig, model, inp: str, out: str, fmt
             "input": inp, "input_format": fmt, "model": model.url, "model_name": model.name,
             "model_id": model.model_id, "input_rows": total, "scored": n_ok, "rejected": n_rej,
             "rejects_by_reason": rejects_by_reason, "labelled_rows": labelled, "accuracy": acc,
+            **({"metrics": metrics} if metrics else {}),
             "unknown_true_labels": unknown_labels, "max_rejects": cfg.max_rejects,
             **({"task_options": task_options} if task_options else {}),
             "skipped": {"hidden": len(hidden), "examples": hidden[:20]},
@@ -209,6 +217,6 @@ def write_scores(src, score_fn, cfg: ScoreConfig, model, inp: str, out: str, fmt
             "devices": [json.loads(d) for d in devices],
         })
     res = ScoreResult(out, total, n_ok, n_rej, rejects_by_reason, labelled, acc, len(hidden), model.model_id,
-                      time.time() - t0, unknown_labels)
+                      time.time() - t0, unknown_labels, metrics)
     log.info(res.summary())
     return res

@@ -89,10 +89,11 @@ def track_training(cfg: TrackingConfig, model_dir: str) -> str:
         metrics = []
         ts = int(run.info.start_time)
         for h in card["history"]:
-            for k in ("loss", "accuracy", "val_loss", "val_accuracy", "samples_per_s", "learning_rate"):
+            for k in ("loss", "accuracy", "val_loss", "val_accuracy", "val_mae", "val_rmse", "val_r2", "samples_per_s",
+                      "learning_rate"):
                 if h.get(k) is not None:
                     metrics.append(Metric(k, float(h[k]), ts, int(h["epoch"])))
-        for k in ("val_accuracy", "val_loss", "test_accuracy", "test_loss"):
+        for k in ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "test_mae", "test_rmse", "test_r2"):
             if card["final"].get(k) is not None:
                 metrics.append(Metric(f"final_{k}", float(card["final"][k]), ts, 0))
         client.log_batch(rid, metrics=metrics, params=params)

@@ -53,18 +53,23 @@ class TrainResult:
     transport: str = "gloo"  # how the ranks exchanged gradients: gloo or mpi
     val_loss: float | None = None
     test_loss: float | None = None  # autoencoder: the mean reconstruction error of the test split
+    final: dict = dataclasses.field(default_factory=dict)  # the card's final metrics (regression: test_mae...)
 
     def summary(self) -> str:
-        if self.test_accuracy is None and self.val_accuracy is None and (self.val_loss, self.test_loss) != (None, None):
+        if self.test_accuracy is None and self.val_accuracy is None and "test_mae" not in self.final and \
+                "val_mae" not in self.final and (self.val_loss, self.test_loss) != (None, None):  # autoencoder
             losses = ", ".join(f"{k} loss {v:.5f}" for k, v in (("val", self.val_loss), ("test", self.test_loss))
                                if v is not None)
             return (f"trained on {self.num_proc} ranks ({self.transport}) x {self.steps_per_epoch} steps/epoch in "
                     f"{self.seconds:.1f}s: {losses}; model {self.output}")
         test = f"{self.test_accuracy:.4f}" if self.test_accuracy is not None else "n/a (no test split)"
         val = f"{self.val_accuracy:.4f}" if self.val_accuracy is not None else "n/a (no val split)"
+        metrics = f"val accuracy {val}, test accuracy {test}"
+        if self.final.get("test_mae") is not None or self.final.get("val_mae") is not None:
+            metrics = ", ".join(f"{k.replace('_', ' ')} {self.final[k]:.4f}" for k in
+                                ("val_mae", "test_mae", "test_rmse", "test_r2") if self.final.get(k) is not None)
         return (f"trained on {self.num_proc} ranks ({self.transport}) x {self.steps_per_epoch} steps/epoch in "
-                f"{self.seconds:.1f}s: "
-                f"val accuracy {val}, test accuracy {test}; model {self.output}")
+                f"{self.seconds:.1f}s: {metrics}; model {self.output}")
 
 
 def _threads_per_rank(spark, num_proc: int) -> int:
@@ -98,7 +103,7 @@ def _split_plan(info, split: str, num_proc: int) -> SplitPlan:
 
 
 def _model_card(cfg: TrainConfig, info, modality, task, plan: RankPlan, results: list[dict], model_id: str,
-                resumed, transport: str, num_proc: int, t0: float) -> dict:
+                resumed, transport: str, num_proc: int, t0: float, parent=None) -> dict:
     """The model card: what the model was trained on, how, how to feed it, and how it did."""
     spec = info.spec
     r0 = results[0]
@@ -106,6 +111,8 @@ def _model_card(cfg: TrainConfig, info, modality, task, plan: RankPlan, results:
     val_acc = float(hist[-1]["val_accuracy"]) if hist and plan.val.url and "val_accuracy" in hist[-1] else None
     val_loss = float(hist[-1]["val_loss"]) if hist and plan.val.url else None
     test = r0["test"] if plan.test.url else None
+    final_extra = {f"val_{k}": hist[-1].get(f"val_{k}") for k in task.summary_keys} if hist and plan.val.url else {}
+    final_extra.update({f"test_{k}": test.get(k) for k in task.summary_keys} if test else {})
     return {
         "format": mc.FORMAT, "format_version": mc.FORMAT_VERSION,
         "name": plan.model, "model_id": model_id, "model_file": mc.MODEL_FILE, "kind": info.kind,
@@ -129,8 +136,10 @@ def _model_card(cfg: TrainConfig, info, modality, task, plan: RankPlan, results:
         "final": {"val_accuracy": val_acc, "val_loss": val_loss,
                   "test_accuracy": test.get("accuracy") if test else None,
                   "test_loss": test["loss"] if test else None, "test_rows": test["rows"] if test else 0,
-                  "test_confusion": test.get("confusion") if test else None,
+                  "test_confusion": test.get("confusion") if test else None, **final_extra,
                   **task.final_extras(r0.get("val") if plan.val.url else None, test)},
+        "task_options": plan.task_options,
+        "parent": parent.to_dict() if parent is not None else None,
         "weights_digest": r0["weights_digest"],
         "versions": versions(),
     }
@@ -172,6 +181,13 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     model_name = resolve_model(task.default_model if cfg.model == "auto" and task.default_model else cfg.model,
                                info.kind)
     builder = get_builder(model_name)  # unknown names fail here, before any rank starts
+    task_options = task.plan_options(cfg, info)  # a task's options it does not take: one line, here
+    parent = None
+    if cfg.init_from:  # a shape or layer that does not fit: one line, before any rank starts
+        from sparkdl_pipe.models.finetune import resolve_parent
+
+        parent = resolve_parent(cfg.init_from, cfg.init_layer, tuple(spec.shape))
+        model_name = parent.name
     num_proc = cfg.num_proc or max(1, task_slots(spark))  # a fresh cluster session may have no executors yet
     require_slots(spark, num_proc)
     _check_dataset(info, cfg, task, num_proc)
@@ -195,7 +211,10 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
         modality_ref=modality.ref,
         cache_shard=shard_mb <= cfg.cache_mb, shuffle_buffer=cfg.shuffle_buffer,
         model=model_name, task=task.name, n_outputs=task.n_outputs_for(info.labels, cfg),
-        builder_kwargs=modality.model_extras(spec),
+        builder_kwargs=modality.model_extras(spec), task_options=task_options,
+        init_from=parent.model_url if parent else None, init_id=parent.model_id if parent else None,
+        init_layer=parent.layer if parent else None,
+        freeze_epochs=cfg.freeze_epochs,
         epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
         warmup_epochs=cfg.warmup_epochs, steps_per_epoch=steps, seed=cfg.seed, threads=threads,
         model_url=storage.join(staging, mc.MODEL_FILE), tensorboard_url=storage.join(staging, "tensorboard"),
@@ -221,7 +240,8 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
         if storage.exists(ck_dir):
             storage.move(ck_dir, storage.join(staging, "checkpoints"))
         results, model_id = _checked_results(results, storage.join(staging, mc.MODEL_FILE))
-        card = _model_card(cfg, info, modality, task, plan, results, model_id, resumed, transport, num_proc, t0)
+        card = _model_card(cfg, info, modality, task, plan, results, model_id, resumed, transport, num_proc, t0,
+                           parent)
         modality.copy_artifacts(info, staging, card)  # scoring needs nothing but the model directory
         storage.write_json(storage.join(staging, mc.CARD_FILE), card)
         report_dir = tempfile.mkdtemp(prefix="sparkdl_pipe-report-")  # drawn here, then uploaded
@@ -236,6 +256,7 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     final = card["final"]
     res = TrainResult(out, model_id, num_proc, steps, card["history"], final["val_accuracy"],
                       final["test_accuracy"], [r["weights_digest"] for r in results], time.time() - t0, transport,
-                      final["val_loss"], final["test_loss"])
+                      final["val_loss"], final["test_loss"],
+                      {k: v for k, v in final.items() if k not in ("test_confusion", "reconstruction_error")})
     log.info(res.summary())
     return res

@@ -25,7 +25,8 @@ PROGRESS_MARK = "SPARKDL_PROGRESS "
 #: Per-epoch record keys written to TensorBoard (as ``train/loss``, ``val/accuracy``, ...).
 _TB_TAGS = {"loss": "train/loss", "accuracy": "train/accuracy", "val_loss": "val/loss",
             "val_accuracy": "val/accuracy", "samples_per_s": "perf/samples_per_s",
-            "learning_rate": "train/learning_rate"}
+            "learning_rate": "train/learning_rate", "val_mae": "val/mae", "val_rmse": "val/rmse",
+            "val_r2": "val/r2"}
 
 
 def progress_line(record: dict) -> str:

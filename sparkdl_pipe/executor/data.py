@@ -21,7 +21,7 @@ from sparkdl_pipe.schema import decode_features, feature_column, native_dtype
 @contextlib.contextmanager
 def open_reader(url: str, *, shard: int | None = None, shard_count: int | None = None,
                 num_epochs: int | None = 1, seed: int = 0, shuffle: bool = False, workers: int = 2,
-                pool: str = "thread", kind: Any = "image"):
+                pool: str = "thread", kind: Any = "image", label_col: str = "label"):
     """A Petastorm batch reader over the feature (``image`` or ``tokens``) and ``label`` columns of one split.
 
     Single passes (``num_epochs=1``) must use ``pool="dummy"``: with Petastorm 0.13.1's thread pool
@@ -35,7 +35,7 @@ def open_reader(url: str, *, shard: int | None = None, shard_count: int | None =
     refuse_pickled_schema(url)  # checked again here: the directory may have changed since the driver looked
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        reader = make_batch_reader(url, schema_fields=[feature_column(kind), "label"], cur_shard=shard,
+        reader = make_batch_reader(url, schema_fields=[feature_column(kind), label_col], cur_shard=shard,
                                    shard_count=shard_count, num_epochs=num_epochs,
                                    shuffle_row_groups=shuffle, seed=seed, reader_pool_type=pool,
                                    workers_count=workers)
@@ -46,11 +46,14 @@ def open_reader(url: str, *, shard: int | None = None, shard_count: int | None =
         reader.join()
 
 
-def iter_arrays(reader, shape: tuple[int, ...], kind: Any = "image") -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(features (N, *shape): uint8 pixels or int32 token ids, labels int32 (N,)) per row group read."""
+def iter_arrays(reader, shape: tuple[int, ...], kind: Any = "image", label_col: str = "label",
+                label_dtype: str = "int32") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(features (N, *shape): uint8 pixels or int32 token ids, labels (N,): int32 class indices, or the
+    task's stored column, e.g. float32 ``target``) per row group read."""
     col = feature_column(kind)
     for batch in reader:
-        yield decode_features(getattr(batch, col), shape, kind), np.asarray(batch.label, dtype=np.int32)
+        yield decode_features(getattr(batch, col), shape, kind), np.asarray(getattr(batch, label_col),
+                                                                            dtype=label_dtype)
 
 
 def shuffled_batches(chunks: Iterator[tuple[np.ndarray, np.ndarray]], batch_size: int, buffer: int,
@@ -82,7 +85,8 @@ def shuffled_batches(chunks: Iterator[tuple[np.ndarray, np.ndarray]], batch_size
 
 
 def make_train_dataset(url: str, shape: tuple[int, ...], batch_size: int, *, shard: int, shard_count: int,
-                       seed: int, buffer: int = 4096, kind: Any = "image"):
+                       seed: int, buffer: int = 4096, kind: Any = "image", label_col: str = "label",
+                       label_dtype: str = "int32"):
     """An endless ``tf.data.Dataset`` of (images, labels) batches from this rank's shard.
 
     The reader loops (``num_epochs=None``), so a rank never runs out of data: the caller fixes the
@@ -94,16 +98,18 @@ def make_train_dataset(url: str, shape: tuple[int, ...], batch_size: int, *, sha
         rng = np.random.default_rng([seed, shard])
         # The seed must be the same on every rank: Petastorm uses it to deal row groups to shards.
         with open_reader(url, shard=shard, shard_count=shard_count, num_epochs=None, seed=seed,
-                         shuffle=True, kind=kind) as reader:
-            yield from shuffled_batches(iter_arrays(reader, shape, kind), batch_size, buffer, rng)
+                         shuffle=True, kind=kind, label_col=label_col) as reader:
+            yield from shuffled_batches(iter_arrays(reader, shape, kind, label_col, label_dtype), batch_size, buffer,
+                                        rng)
 
     dtype = tf.as_dtype(native_dtype(kind))
-    sig = (tf.TensorSpec((batch_size, *shape), dtype), tf.TensorSpec((batch_size,), tf.int32))
+    sig = (tf.TensorSpec((batch_size, *shape), dtype), tf.TensorSpec((batch_size,), tf.as_dtype(label_dtype)))
     return tf.data.Dataset.from_generator(gen, output_signature=sig).prefetch(4)
 
 
 def make_cached_train_dataset(url: str, shape: tuple[int, ...], batch_size: int, *, shard: int,
-                              shard_count: int, seed: int, kind: Any = "image"):
+                              shard_count: int, seed: int, kind: Any = "image", label_col: str = "label",
+                              label_dtype: str = "int32"):
     """This rank's whole shard read once into memory, then shuffled every epoch by ``tf.data``.
 
     For shards that fit the memory budget (the driver decides, see ``TrainConfig.cache_mb``): after
@@ -114,7 +120,8 @@ def make_cached_train_dataset(url: str, shape: tuple[int, ...], batch_size: int,
     import tensorflow as tf
 
     xs, ys = [], []
-    for x, y in read_split(url, shape, shard=shard, shard_count=shard_count, kind=kind):
+    for x, y in read_split(url, shape, shard=shard, shard_count=shard_count, kind=kind, label_col=label_col,
+                           label_dtype=label_dtype):
         xs.append(x)
         ys.append(y)
     if not ys:
@@ -128,7 +135,9 @@ def make_cached_train_dataset(url: str, shape: tuple[int, ...], batch_size: int,
 
 
 def read_split(url: str, shape: tuple[int, ...], *, shard: int | None = None,
-               shard_count: int | None = None, kind: Any = "image") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+               shard_count: int | None = None, kind: Any = "image", label_col: str = "label",
+               label_dtype: str = "int32") -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Every row of a split (or of one shard of it), once, as (features, labels) chunks."""
-    with open_reader(url, shard=shard, shard_count=shard_count, num_epochs=1, pool="dummy", kind=kind) as reader:
-        yield from iter_arrays(reader, shape, kind)
+    with open_reader(url, shard=shard, shard_count=shard_count, num_epochs=1, pool="dummy", kind=kind,
+                     label_col=label_col) as reader:
+        yield from iter_arrays(reader, shape, kind, label_col, label_dtype)

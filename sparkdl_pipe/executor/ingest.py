@@ -30,11 +30,19 @@ from sparkdl_pipe.records import (
     split_hint,
     stable_hash,
 )
-from sparkdl_pipe.rejects import MISSING_FILE, NO_LABEL, UNKNOWN_LABEL, count_by_reason, malformed_reason
+from sparkdl_pipe.rejects import (
+    MISSING_FILE,
+    MISSING_TARGET,
+    NO_LABEL,
+    UNKNOWN_LABEL,
+    count_by_reason,
+    malformed_reason,
+)
+from sparkdl_pipe.tasks.regression import parse_target
 
 #: Spark DDL of what :func:`key_records` yields (plus ``content`` when its input has the bytes).
 KEYED_DDL = ("path string, rel_path string, label_name string, split_hint string, u double, "
-             "order_key long, reason string, message string")
+             "order_key long, reason string, message string, target double")
 
 #: Spark DDL of what :func:`write_records` yields: a few summary rows per task, never the records.
 #: ``kind`` is ``file`` (a Parquet file the task wrote: split, name, n rows), ``class`` (split,
@@ -44,14 +52,17 @@ SUMMARY_DDL = "kind string, split string, label_name string, reason string, n lo
 
 
 def key_record(path, label, hint, seed: int, root_path: str | None, from_table: bool,
-               allowed: set[str] | None, content=None, malformed=None, need_label: bool = True) -> tuple:
-    """(record key, rel_path, label, split hint, u, order_key, reason, message) of one input record.
+               allowed: set[str] | None, content=None, malformed=None, need_label: bool = True,
+               target_mode: bool = False) -> tuple:
+    """(record key, rel_path, label, split hint, u, order_key, reason, message, target) of one input record.
 
     Folder input (``from_table`` false): label and hint come from ``path`` relative to
     ``root_path`` (:func:`~sparkdl_pipe.records.label_from_rel_path`). Table input: from the given
     ``label``/``hint`` cells, and the split key is the path or id (a table row with no id is keyed
     by a hash of its content). A record the reader could not parse, with no label (when
     ``need_label``), or with a label not in ``allowed`` is rejected here: it is never read.
+    ``target_mode`` (``--target-col``): the label cell is a numeric target instead (label None);
+    a missing or non-numeric one is rejected here (``missing_target``, ``invalid_target``).
     """
     if from_table:
         if not (isinstance(path, str) and path != ""):
@@ -62,32 +73,41 @@ def key_record(path, label, hint, seed: int, root_path: str | None, from_table: 
         rel = relative_to(path, root_path)
         label, hint = label_from_rel_path(rel)
     u, order = stable_hash(seed, rel)
-    reason = message = None
-    if malformed is not None:
+    reason = message = target = None
+    if target_mode:
+        cell, label, need_label = label, None, False
+        target, why = parse_target(cell)
+        if why is not None and malformed is None:
+            reason = why
+            message = "no target (null or empty cell)" if why == MISSING_TARGET else \
+                f"target {cell!r} is not a finite number"[:300]
+    if reason is not None:
+        pass
+    elif malformed is not None:
         reason, message = malformed_reason(malformed)
     elif need_label and label is None:
         reason, message = NO_LABEL, "no label: put the file in a <label>/ folder or give a label column"
     elif allowed is not None and label is not None and label not in allowed:
         reason, message = UNKNOWN_LABEL, f"label {label!r} is not one of --labels {sorted(allowed)}"[:300]
-    return path, rel, label, hint, u, order, reason, message
+    return path, rel, label, hint, u, order, reason, message, target
 
 
 def key_records(batches: Iterator[pd.DataFrame], seed: int, root: str | None, from_manifest: bool,
-                allowed_labels: list[str] | None = None) -> Iterator[pd.DataFrame]:
+                allowed_labels: list[str] | None = None, target_mode: bool = False) -> Iterator[pd.DataFrame]:
     """:func:`key_record` for every row (``path`` [, ``label_name``, ``split_hint``, ``content``,
     ``malformed``]). Rows of :data:`KEYED_DDL`, with ``content`` passed through when the input has it.
     """
     prune_zip_importers()
     root_path = root_prefix(root) if root else None
     allowed = set(allowed_labels) if allowed_labels is not None else None
-    names = ["path", "rel_path", "label_name", "split_hint", "u", "order_key", "reason", "message"]
+    names = ["path", "rel_path", "label_name", "split_hint", "u", "order_key", "reason", "message", "target"]
     for pdf in batches:
         n = len(pdf)
 
         def col(name: str):
             return pdf[name] if name in pdf.columns else [None] * n  # noqa: B023
 
-        keyed = [key_record(p, lab, h, seed, root_path, from_manifest, allowed, c, bad)
+        keyed = [key_record(p, lab, h, seed, root_path, from_manifest, allowed, c, bad, target_mode=target_mode)
                  for p, lab, h, c, bad in zip(pdf["path"], col("label_name"), col("split_hint"), col("content"),
                                               col("malformed"), strict=True)]
         out = pd.DataFrame(keyed, columns=names) if keyed else pd.DataFrame({k: [] for k in names})
@@ -106,26 +126,31 @@ def _fixed_binary(arrays: list[np.ndarray], dtype: str):
     return pa.Array.from_buffers(pa.binary(), len(arrays), [None, pa.py_buffer(offsets), pa.py_buffer(flat)])
 
 
-def split_arrow_schema(modality):
-    """The Arrow schema of a split's Parquet files: feature, label, label_name, record key."""
+def split_arrow_schema(modality, task=None):
+    """The Arrow schema of a split's Parquet files: feature, the task's label fields (classification:
+    label, label_name; regression: target), record key."""
     import pyarrow as pa
 
-    return pa.schema([(modality.feature, pa.binary()), ("label", pa.int32()), ("label_name", pa.string()),
-                      (modality.key, pa.string())])
+    from sparkdl_pipe.tasks import CLASSIFICATION
+
+    labels = (task or CLASSIFICATION).label_arrow_fields()
+    return pa.schema([(modality.feature, pa.binary()), *labels, (modality.key, pa.string())])
 
 
 class _SplitFile:
     """One task's part file of one split: records buffered and written ``rows_per_group`` at a time."""
 
-    def __init__(self, staging: str, split: str, rows_per_group: int, modality) -> None:
-        self.part = PartWriter(staging, split, split_arrow_schema(modality), use_dictionary=["label", "label_name"],
-                               write_statistics=["label", "label_name"])
+    def __init__(self, staging: str, split: str, rows_per_group: int, modality, task=None) -> None:
+        schema = split_arrow_schema(modality, task)
+        self.label_fields = [f.name for f in schema][1:-1]
+        dictionary = [n for n in ("label", "label_name") if n in self.label_fields]
+        self.part = PartWriter(staging, split, schema, use_dictionary=dictionary, write_statistics=self.label_fields)
         self.dtype = modality.dtype
         self.rows_per_group = rows_per_group
-        self.buf: tuple[list, list, list, list] = ([], [], [], [])
+        self.buf: tuple[list, ...] = tuple([] for _ in range(len(self.label_fields) + 2))
 
-    def add(self, feature: np.ndarray, label: int, label_name: str, key: str) -> None:
-        for col, v in zip(self.buf, (feature, label, label_name, key), strict=True):
+    def add(self, feature: np.ndarray, labels: tuple, key: str) -> None:
+        for col, v in zip(self.buf, (feature, *labels, key), strict=True):
             col.append(v)
         if len(self.buf[0]) >= self.rows_per_group:
             self.flush()
@@ -133,12 +158,14 @@ class _SplitFile:
     def flush(self) -> None:
         import pyarrow as pa
 
-        features, labels, names, keys = self.buf
+        features, *labels, keys = self.buf
         if features:
-            self.part.write(pa.table([_fixed_binary(features, self.dtype), pa.array(labels, pa.int32()),
-                                      pa.array(names, pa.string()), pa.array(keys, pa.string())],
-                                     schema=self.part.schema))
-        self.buf = ([], [], [], [])
+            schema = self.part.schema
+            self.part.write(pa.table([_fixed_binary(features, self.dtype),
+                                      *[pa.array(v, schema.field(n).type) for n, v in zip(self.label_fields, labels,
+                                                                                        strict=True)],
+                                      pa.array(keys, pa.string())], schema=schema))
+        self.buf = tuple([] for _ in self.buf)
 
     def close(self) -> tuple[str, int] | None:
         self.flush()
@@ -172,7 +199,8 @@ def prepare_records(batches: Iterator[pd.DataFrame], modality_ref: str, spec_dic
     prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
     modality = resolve(modality_ref)
     spec = modality.spec_type.from_dict(spec_dict)
-    keep = ["path", "rel_path", "label_name", "split_hint", "u", "order_key", "reason", "message", "split", "label"]
+    keep = ["path", "rel_path", "label_name", "split_hint", "u", "order_key", "reason", "message", "target", "split",
+            "label"]
     value_cols = [c.split()[0] for c in modality.prepared_ddl.split(",")]
     for pdf in batches:
         has_content = "content" in pdf.columns
@@ -197,7 +225,7 @@ def prepare_records(batches: Iterator[pd.DataFrame], modality_ref: str, spec_dic
 
 def write_records(batches: Iterator[pd.DataFrame], modality_ref: str, spec_dict: dict, staging: str,
                   rows_per_group: dict[str, int], artifacts=None, from_prepared: bool = False,
-                  decoded_by_reader: bool = False) -> Iterator[pd.DataFrame]:
+                  decoded_by_reader: bool = False, task_name: str = "classification") -> Iterator[pd.DataFrame]:
     """Prepare + encode a partition of keyed records and write them, in order, as Parquet files.
 
     Input rows: :data:`KEYED_DDL` plus ``split`` and ``label`` (null for records already rejected)
@@ -211,11 +239,13 @@ def write_records(batches: Iterator[pd.DataFrame], modality_ref: str, spec_dict:
     """
     import pyarrow as pa
 
+    from sparkdl_pipe import tasks
     from sparkdl_pipe.modalities import resolve
     from sparkdl_pipe.rejects import arrow_schema
 
     prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
     modality = resolve(modality_ref)
+    task = tasks.get(task_name)
     spec = modality.spec_type.from_dict(spec_dict)
     fitted = artifacts.value if artifacts is not None and hasattr(artifacts, "value") else artifacts
     files: dict[str, _SplitFile] = {}
@@ -227,9 +257,10 @@ def write_records(batches: Iterator[pd.DataFrame], modality_ref: str, spec_dict:
         has_content = "content" in pdf.columns
         contents = pdf["content"] if has_content else [None] * len(pdf)
         records = pdf.to_dict("records") if from_prepared else None
-        for i, (path, split, label, name, reason, message, data) in enumerate(zip(
+        targets = pdf["target"] if "target" in pdf.columns else [None] * len(pdf)
+        for i, (path, split, label, name, reason, message, data, target) in enumerate(zip(
                 pdf["path"], pdf["split"], pdf["label"], pdf["label_name"], pdf["reason"], pdf["message"],
-                contents, strict=True)):
+                contents, targets, strict=True)):
             feature = stats = None
             if reason is None:
                 if from_prepared:
@@ -245,8 +276,8 @@ def write_records(batches: Iterator[pd.DataFrame], modality_ref: str, spec_dict:
                     col.append(v)
                 continue
             if split not in files:
-                files[split] = _SplitFile(staging, split, rows_per_group[split], modality)
-            files[split].add(feature, int(label), name, path)
+                files[split] = _SplitFile(staging, split, rows_per_group[split], modality, task)
+            files[split].add(feature, task.stored_labels(label, name, target), path)
             per_class[(split, name)] = per_class.get((split, name), 0) + 1
             for s, v in (stats or {}).items():
                 sums[(split, s)] = sums.get((split, s), 0) + int(v)

@@ -36,6 +36,11 @@ class WarmupAndAverage(keras.callbacks.Callback):
         self.t0 = time.time()
         self.epoch = 0
         self.last_val: dict | None = None  # the task's full summary of the last validation
+        from sparkdl_pipe import tasks
+
+        task = tasks.get(plan.task)
+        self.train_keys = ("loss", *task.metrics)
+        self.val_keys = task.summary_keys
 
     def on_train_batch_end(self, batch, logs=None):
         if self.hb is not None:
@@ -56,26 +61,24 @@ class WarmupAndAverage(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         p = self.plan
         logs = logs if logs is not None else {}
-        keys = sorted(k for k in ("loss", "accuracy") if k in logs)
+        keys = sorted(k for k in self.train_keys if k in logs)
         avg = self.allreduce_sum(np.array([logs[k] for k in keys], dtype=np.float64)) / self.size
         for k, v in zip(keys, avg, strict=False):
             logs[k] = float(v)
         secs = time.time() - self.t0
         if p.val.url:  # every rank takes this branch or none does
             val = self.last_val = self.eval_split(p.val)
-            for k in ("loss", "accuracy"):
-                if k in val:
-                    logs[f"val_{k}"] = val[k]
-                    keys.append(f"val_{k}")
-        rec = {"epoch": epoch + 1, **{k: float(logs[k]) for k in keys},
+            for k in self.val_keys:
+                logs[f"val_{k}"] = val[k]
+            keys += [f"val_{k}" for k in self.val_keys]
+        rec = {"epoch": epoch + 1, **{k: float(logs[k]) if logs[k] is not None else None for k in keys},
                "samples_per_s": p.steps_per_epoch * p.batch_size * self.size / max(secs, 1e-9), "seconds": secs,
                "learning_rate": float(keras.backend.get_value(self.model.optimizer.learning_rate))}
         self.history.append(rec)
         if self.rank == 0:
             left = (p.epochs - epoch - 1) * secs
-            names = {"loss": "loss", "accuracy": "acc", "val_loss": "val_loss", "val_accuracy": "val_acc"}
-            text = " ".join(f"{names[k]} {rec[k]:.4f}" for k in names if k in rec)
-            print(f"[rank 0] epoch {epoch + 1}/{p.epochs} {text} {rec['samples_per_s']:.0f} samples/s, "
+            metrics = " ".join(f"{k} {rec[k]:.4f}" for k in keys if rec[k] is not None)
+            print(f"[rank 0] epoch {epoch + 1}/{p.epochs} {metrics} {rec['samples_per_s']:.0f} samples/s, "
                   f"~{left:.0f}s left", flush=True)
             if p.checkpoint_dir and self.save_checkpoint is not None:
                 self.save_checkpoint(p.checkpoint_dir, self.model, epoch + 1, self.history, p.checkpoint_about)
@@ -91,6 +94,8 @@ class Progress(keras.callbacks.Callback):
         self.sink: ProgressSink | None = None
 
     def on_train_begin(self, logs=None):
+        if self.sink is not None:  # a second fit of the same run (fine-tuning after a frozen phase)
+            return
         self.t0 = time.time()
         addr = self.plan.progress_address  # "host:port" of the driver's ProgressServer
         host, _, port = addr.rpartition(":") if addr else ("", "", "")
@@ -99,7 +104,7 @@ class Progress(keras.callbacks.Callback):
                         "steps_per_epoch": self.plan.steps_per_epoch, "batch_size": self.plan.batch_size})
 
     def on_train_end(self, logs=None):
-        if self.sink is not None:
+        if self.sink is not None and (not self.history or self.history[-1]["epoch"] >= self.plan.epochs):
             self.sink.close()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -114,22 +119,23 @@ class Progress(keras.callbacks.Callback):
 class TensorBoardScalars(keras.callbacks.Callback):
     """Rank 0: each epoch's cross-rank record as TensorBoard scalars in ``log_dir``."""
 
-    def __init__(self, log_dir: str, history: list[dict]) -> None:
+    def __init__(self, log_dir: str, history: list[dict], epochs: int = 0) -> None:
         super().__init__()
-        self.log_dir, self.history = log_dir, history
+        self.log_dir, self.history, self.plan_epochs = log_dir, history, epochs
         self.writer = None
 
     def on_train_begin(self, logs=None):
         import tensorflow as tf
 
-        self.writer = tf.summary.create_file_writer(self.log_dir)
+        if self.writer is None:  # one writer over the fits of a run
+            self.writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.history and self.writer is not None:
             write_scalars(self.writer, self.history[-1], step=epoch + 1)
 
     def on_train_end(self, logs=None):
-        if self.writer is not None:
+        if self.writer is not None and (not self.history or self.history[-1]["epoch"] >= self.plan_epochs):
             self.writer.close()
 
 
@@ -144,5 +150,5 @@ def make_rank_callbacks(plan: RankPlan, rank: int, size: int, history: list[dict
         return []
     callbacks: list = [Progress(plan, size, history)]
     if tensorboard_dir:
-        callbacks.append(TensorBoardScalars(tensorboard_dir, history))
+        callbacks.append(TensorBoardScalars(tensorboard_dir, history, plan.epochs))
     return callbacks

@@ -40,6 +40,13 @@ class RankPlan:
     task: str
     n_outputs: int
     builder_kwargs: dict = field(default_factory=dict)
+    task_options: dict = field(default_factory=dict)  # Task.with_options: a target's scale, the loss
+    # fine-tuning: the parent model file (any URL) whose body is kept up to ``init_layer`` (None: the
+    # input of its head), the task's new head on top; the body frozen for the first ``freeze_epochs``
+    init_from: str | None = None
+    init_id: str | None = None  # the parent file's SHA-256 prefix: each node's copy is checked against it
+    init_layer: str | None = None
+    freeze_epochs: int = 0
     # optimisation
     epochs: int = 5
     batch_size: int = 64

@@ -203,7 +203,8 @@ def model_inputs(modality, spec, artifacts, values, source: str, decoded_by_read
     return x, ok, reason, message
 
 
-def _keys_and_labels(pdf: pd.DataFrame, source: str, root_path: str | None, known: set[str], key_col: str):
+def _keys_and_labels(pdf: pd.DataFrame, source: str, root_path: str | None, known: set[str], key_col: str,
+                     task=None):
     """(record keys, true labels the model knows) of a batch: a label column, else the label folder."""
     if source == "content":
         keys = [k if isinstance(k, str) and k != "" else content_id(c if c is not None else b)
@@ -216,6 +217,8 @@ def _keys_and_labels(pdf: pd.DataFrame, source: str, root_path: str | None, know
         labels = [label_from_rel_path(relative_to(p, root_path))[0] for p in pdf["path"]]
     else:
         labels = [None] * len(pdf)
+    if task is not None:  # the task says which truths it can compare with (regression: finite numbers)
+        return keys, [task.known_truth(lab, known) for lab in labels]
     return keys, [lab if lab in known else None for lab in labels]
 
 
@@ -251,7 +254,7 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
     key_col = modality.key if source == "stored" else "path"
     for pdf in batches:
         x, ok, reason, message = model_inputs(modality, spec, artifacts, pdf[col], source, decoded_by_reader)
-        keys, true = _keys_and_labels(pdf, source, root_path, known, key_col)
+        keys, true = _keys_and_labels(pdf, source, root_path, known, key_col, task)
         extra: dict = {}
         emb = None
         if embeddings is None:
@@ -260,6 +263,7 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
             outputs, emb = predict_with_embeddings(model, x, batch_size, embeddings)
             extra["embedding"] = embedding_column(emb, ok)
         cols = task.scored_columns(outputs, ok, labels, x, emb, task_options or {})
+        cols.update(task.truth_columns(cols, true))
         yield pd.DataFrame({modality.key: keys, "true_label": true, **cols, **extra, "model_name": model_name,
                             "model_id": model_id, "reason": reason, "message": message, "device": device})
 
@@ -390,7 +394,7 @@ def write_scored(frames: Iterator[pd.DataFrame], staging: str, id_col: str, task
         c = counts.setdefault(None, [0, 0, 0])
         c[0] += len(good)
         c[1] += int(good["true_label"].notna().sum())
-        if "label_name" in good:  # tasks that predict a label
+        if "label_name" in good:
             c[2] += int((good["true_label"] == good["label_name"]).sum())
         if bad.any():
             b = f.loc[bad]

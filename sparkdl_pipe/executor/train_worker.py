@@ -39,16 +39,18 @@ def weights_digest(weights: list[np.ndarray]) -> str:
 
 
 def evaluate_shard(model, url: str, shape: tuple[int, ...], shard: int | None, shard_count: int | None,
-                   num_classes: int, kind: Any = "image", progress=None, task_name: str = "classification") -> np.ndarray:
+                   num_classes: int, kind: Any = "image", progress=None, task_name: Any = "classification") -> np.ndarray:
     """The task's evaluation totals (classification: [loss sum, correct, rows] and a flattened
-    confusion matrix) over this rank's shard of a split."""
+    confusion matrix) over this rank's shard of a split. ``task_name``: a task's name, or the
+    configured Task object itself."""
     from sparkdl_pipe import tasks
     from sparkdl_pipe.executor.data import read_split
     from sparkdl_pipe.executor.score import predict_arrays
 
-    task = tasks.get(task_name)
+    task = tasks.get(task_name) if isinstance(task_name, str) else task_name
     totals = np.zeros(task.eval_size(num_classes), dtype=np.float64)
-    for x, y in read_split(url, shape, shard=shard, shard_count=shard_count, kind=kind):
+    for x, y in read_split(url, shape, shard=shard, shard_count=shard_count, kind=kind,
+                           label_col=task.label_column, label_dtype=task.label_dtype):
         totals += task.eval_totals(predict_arrays(model, x, 1024), task.eval_target(x, y), num_classes)
         if progress is not None:
             progress()
@@ -79,19 +81,44 @@ def _set_threads(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(max(1, threads))
 
 
+def plan_task(plan: RankPlan):
+    """The plan's task, configured with its options."""
+    from sparkdl_pipe import tasks
+
+    return tasks.get(plan.task).with_options(plan.task_options)
+
+
 def _build_compiled(plan: RankPlan, size: int):
-    """The model (the task's head on the builder's body), compiled with Horovod's optimizer."""
+    """The model (the task's head on the builder's body, or on a parent model's body with
+    ``init_from``), compiled with Horovod's optimizer; the body frozen when the plan freezes it."""
+    from sparkdl_pipe.models.registry import build_model
+
+    task = plan_task(plan)
+    if plan.init_from:
+        from sparkdl_pipe.models.finetune import load_parent_body
+
+        model = load_parent_body(plan.init_from, str(plan.init_id), plan.init_layer, task, plan.n_outputs)
+    else:
+        model = build_model(plan.model, plan.shape, task, plan.n_outputs, plan.builder_kwargs)
+    if plan.init_from and plan.freeze_epochs > 0:
+        set_body_trainable(model, False)
+    compile_model(model, task, plan.learning_rate * size)
+    return model
+
+
+def set_body_trainable(model, trainable: bool) -> None:
+    """Freeze (or unfreeze) every layer below the head (the last layer)."""
+    for layer in model.layers[:-1]:
+        layer.trainable = trainable
+
+
+def compile_model(model, task, learning_rate: float) -> None:
+    """Compile with a fresh Horovod-wrapped Adam (again after unfreezing: Keras reads ``trainable`` at compile)."""
     import horovod.tensorflow.keras as hvd
     import tf_keras as keras
 
-    from sparkdl_pipe import tasks
-    from sparkdl_pipe.models.registry import build_model
-
-    task = tasks.get(plan.task)
-    model = build_model(plan.model, plan.shape, task, plan.n_outputs, plan.builder_kwargs)
-    opt = hvd.DistributedOptimizer(keras.optimizers.Adam(learning_rate=plan.learning_rate * size))
-    model.compile(optimizer=opt, loss=task.loss, metrics=list(task.metrics))
-    return model
+    opt = hvd.DistributedOptimizer(keras.optimizers.Adam(learning_rate=learning_rate))
+    model.compile(optimizer=opt, loss=task.compile_loss(), metrics=list(task.metrics))
 
 
 def _train_input(plan: RankPlan, rank: int, size: int, modality):
@@ -99,20 +126,23 @@ def _train_input(plan: RankPlan, rank: int, size: int, modality):
     from sparkdl_pipe import tasks
     from sparkdl_pipe.executor.data import make_cached_train_dataset, make_train_dataset
 
+    task = plan_task(plan)
+    labels = {"label_col": task.label_column, "label_dtype": task.label_dtype}
     if plan.cache_shard:
         ds, cached_rows = make_cached_train_dataset(plan.train_url, plan.shape, plan.batch_size, shard=rank,
-                                                    shard_count=size, seed=plan.seed, kind=modality)
+                                                    shard_count=size, seed=plan.seed, kind=modality, **labels)
         note = f"shard of {cached_rows} rows cached in memory"
     else:
         ds = make_train_dataset(plan.train_url, plan.shape, plan.batch_size, shard=rank, shard_count=size,
-                                seed=plan.seed, buffer=plan.shuffle_buffer, kind=modality)
+                                seed=plan.seed, buffer=plan.shuffle_buffer, kind=modality, **labels)
         note = "streamed from Petastorm every epoch"
     if rank == 0:
         print(f"[rank 0] input: {note}", flush=True)
-    task = tasks.get(plan.task)
-    if type(task).train_target is tasks.Task.train_target:
-        return ds
-    return ds.map(lambda x, y: (x, task.train_target(x, y)))  # e.g. an autoencoder learns its input
+    if task.scales_targets():
+        ds = ds.map(lambda x, y: (x, task.scale_targets(y)))
+    if type(task).train_target is not tasks.Task.train_target:
+        ds = ds.map(lambda x, y: (x, task.train_target(x, y)))  # e.g. an autoencoder learns its input
+    return ds
 
 
 def _report_samples(task, model, plan: RankPlan, modality) -> dict | None:
@@ -139,6 +169,7 @@ def _save_model(model, local: str, plan: RankPlan, model_url: str, tb_local: str
 
     clean = keras.models.clone_model(model)
     clean.set_weights(model.get_weights())
+    plan_task(plan).finalize_model(clean)  # e.g. a regression's target scale folded into its output layer
     path = os.path.join(local, "model.keras")
     clean.save(path)
     out = {"sha256": file_sha256(path), "bytes": os.path.getsize(path)}
@@ -159,7 +190,6 @@ def _train_rank(plan: RankPlan, local: str) -> dict:
     import tensorflow as tf
     import tf_keras as keras
 
-    from sparkdl_pipe import tasks
     from sparkdl_pipe.executor.checkpoint import restore_and_broadcast, save_checkpoint
     from sparkdl_pipe.executor.heartbeat import Heartbeat
     from sparkdl_pipe.executor.keras_callbacks import WarmupAndAverage, make_rank_callbacks
@@ -181,7 +211,7 @@ def _train_rank(plan: RankPlan, local: str) -> dict:
         print(f"[rank 0] resumed from the checkpoint of epoch {first_epoch}", flush=True)
     modality = resolve(plan.modality_ref)
     ds = _train_input(plan, rank, size, modality)
-    task = tasks.get(plan.task)
+    task = plan_task(plan)
 
     def allreduce_sum(arr: np.ndarray) -> np.ndarray:
         return np.asarray(hvd_tf.allreduce(tf.constant(arr, dtype=tf.float64), op=hvd_tf.Sum, name=None))
@@ -192,7 +222,7 @@ def _train_rank(plan: RankPlan, local: str) -> dict:
             sharded = split.shards > 1
             totals = evaluate_shard(model, split.url, plan.shape, rank if sharded else None,
                                     split.shards if sharded else None, plan.n_outputs, modality,
-                                    hb.progress if hb else None, plan.task)
+                                    hb.progress if hb else None, task)
         tot = allreduce_sum(totals)
         out = task.summarize(tot, plan.n_outputs)
         if out["rows"] != split.rows:  # every rank sees the same sum, so all raise together
@@ -203,8 +233,19 @@ def _train_rank(plan: RankPlan, local: str) -> dict:
     tb_local = os.path.join(local, "tensorboard") if plan.tensorboard_url else None
     callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0), cb,
                  *make_rank_callbacks(plan, rank, size, cb.history, tb_local)]  # rank 0: progress + TensorBoard
-    model.fit(ds, epochs=plan.epochs, initial_epoch=first_epoch, steps_per_epoch=plan.steps_per_epoch,
-              callbacks=callbacks, verbose=0)
+    frozen_until = min(plan.freeze_epochs, plan.epochs)
+    if first_epoch < frozen_until:  # fine-tuning: the head alone first, on every rank
+        model.fit(ds, epochs=frozen_until, initial_epoch=first_epoch, steps_per_epoch=plan.steps_per_epoch,
+                  callbacks=callbacks, verbose=0)
+        first_epoch = frozen_until
+    if plan.freeze_epochs > 0 and first_epoch < plan.epochs:
+        set_body_trainable(model, True)  # then everything: recompiled on every rank, a fresh optimizer
+        compile_model(model, task, plan.learning_rate * size)
+        if rank == 0:
+            print(f"[rank 0] body unfrozen after epoch {first_epoch}", flush=True)
+    if first_epoch < plan.epochs:
+        model.fit(ds, epochs=plan.epochs, initial_epoch=first_epoch, steps_per_epoch=plan.steps_per_epoch,
+                  callbacks=callbacks, verbose=0)
 
     test = eval_split(plan.test) if plan.test.url else None
     samples = _report_samples(task, model, plan, modality) if rank == 0 else None

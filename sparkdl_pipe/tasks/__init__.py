@@ -9,10 +9,12 @@ from sparkdl_pipe.errors import UserInputError
 from sparkdl_pipe.tasks.autoencoder import TASK as AUTOENCODER
 from sparkdl_pipe.tasks.base import Task
 from sparkdl_pipe.tasks.classification import TASK as CLASSIFICATION
+from sparkdl_pipe.tasks.regression import TASK as REGRESSION
 
 __all__ = ["Task", "get", "names"]
 
-_TASKS: dict[str, Task] = {"classification": CLASSIFICATION, "autoencoder": AUTOENCODER}
+_TASKS: dict[str, Task] = {"classification": CLASSIFICATION, "regression": REGRESSION,
+                          "autoencoder": AUTOENCODER}
 
 
 def get(name: str) -> Task:

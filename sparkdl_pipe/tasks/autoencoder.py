@@ -92,6 +92,7 @@ class Autoencoder(Task):
     kinds = ("image",)
     default_model = "conv_autoencoder"
     embedding_layer = "embedding"
+    summary_keys = ("loss",)
 
     def n_outputs(self, labels: list[str]) -> int:
         return 32
@@ -182,6 +183,22 @@ class Autoencoder(Task):
                                  training=False))
         return {"inputs": x.astype(np.uint8), "reconstructions": np.clip(recon * 255.0, 0, 255).astype(np.uint8),
                 "errors": row_errors(recon, x).tolist()}
+
+    # ---- stored labels: an unlabeled image dataset is stored as a classification one (label -1) ----
+    def label_fields_json(self) -> list[dict]:
+        from sparkdl_pipe.tasks.classification import TASK as CLASSIFICATION
+
+        return CLASSIFICATION.label_fields_json()
+
+    def label_arrow_fields(self) -> list:
+        from sparkdl_pipe.tasks.classification import TASK as CLASSIFICATION
+
+        return CLASSIFICATION.label_arrow_fields()
+
+    def stored_labels(self, label, label_name, target) -> tuple:
+        from sparkdl_pipe.tasks.classification import TASK as CLASSIFICATION
+
+        return CLASSIFICATION.stored_labels(label, label_name, target)
 
     # ---- scoring ---------------------------------------------------------------------------------
     def prediction_schema(self, id_col: str):

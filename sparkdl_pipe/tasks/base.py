@@ -24,6 +24,40 @@ class Task:
     metrics: ClassVar[tuple[str, ...]]
     #: What the model's output is, for the model card.
     output_doc: ClassVar[str]
+    #: The stored column a training batch's ``y`` comes from, and its dtype.
+    label_column: ClassVar[str] = "label"
+    label_dtype: ClassVar[str] = "int32"
+    #: Keys of :meth:`summarize` reported per epoch as ``val_<key>`` (and ``test_<key>`` in the card).
+    summary_keys: ClassVar[tuple[str, ...]] = ("loss", "accuracy")
+
+    def plan_options(self, cfg, info) -> dict:
+        """Driver: this task's options for the ranks from a TrainConfig and the dataset's
+        :class:`~sparkdl_pipe.manifest.DatasetInfo`; refuses options the task does not take."""
+        from sparkdl_pipe.errors import UserInputError
+
+        if cfg.loss != "auto" or cfg.standardize_target:
+            raise UserInputError(f"--loss {cfg.loss} / --standardize-target for a {self.name} dataset",
+                                 "regression datasets (ingested with --target-col)")
+        return {}
+
+    def with_options(self, options: dict):
+        """This task configured by the plan's ``task_options`` (a target's scale, a loss...)."""
+        return self
+
+    def compile_loss(self):
+        """What ``model.compile(loss=...)`` gets."""
+        return self.loss
+
+    def scale_targets(self, y):
+        """The training target for a stored ``y`` batch (a tensor); identity unless configured."""
+        return y
+
+    def scales_targets(self) -> bool:
+        """True when :meth:`scale_targets` is not the identity (the input pipeline then maps it)."""
+        return False
+
+    def finalize_model(self, model) -> None:
+        """Rank 0, on the served copy before it is saved: anything folded into the weights."""
 
     #: The kinds of data (manifest ``kind``) this task can learn from; None: every kind.
     kinds: ClassVar[tuple[str, ...] | None] = None
@@ -41,7 +75,7 @@ class Task:
 
     def output_size(self, labels: list[str], input_shape) -> int:
         """The last dimension of the trained model's output (checked against the model file)."""
-        return len(labels)
+        return self.n_outputs(labels)
 
     def model(self, body, n_outputs: int):
         """``body`` with this task's head on top, as one model of the body's name."""
@@ -108,3 +142,31 @@ class Task:
     def prediction_columns(self, outputs: np.ndarray, ok: np.ndarray, labels: list[str]) -> dict:
         """Columns of one scored batch (``outputs`` has one row per ``ok`` row)."""
         raise NotImplementedError
+
+    # ---- stored labels and the truth scoring compares with ----------------------------------------
+    #: A stored split's column holding the truth (read as ``true_label`` when a split is scored).
+    truth_column: ClassVar[str] = "label_name"
+
+    def label_fields_json(self) -> list[dict]:
+        """The stored label fields, as the manifest's schema lists them."""
+        raise NotImplementedError
+
+    def label_arrow_fields(self) -> list:
+        """(name, Arrow type) of the stored label fields, in the order :meth:`stored_labels` gives them."""
+        raise NotImplementedError
+
+    def stored_labels(self, label, label_name, target) -> tuple:
+        """One accepted record's stored label values (ingest, executors)."""
+        raise NotImplementedError
+
+    def known_truth(self, value, labels: list[str]) -> str | None:
+        """A scored row's true label as scoring keeps it, or None when it cannot be compared."""
+        return value if value in labels else None
+
+    def truth_columns(self, cols: dict, true: list) -> dict:
+        """Columns scoring adds from the true labels (regression: ``target`` and ``error``)."""
+        return {}
+
+    def score_summary(self, predictions_url: str) -> dict:
+        """Task metrics of a scoring job, from its written predictions (driver)."""
+        return {}

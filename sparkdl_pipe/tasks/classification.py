@@ -64,6 +64,14 @@ class Classification(Task):
         return [{"name": "label", "dtype": "int32", "shape": []},
                 {"name": "label_name", "dtype": "string", "shape": []}]
 
+    def label_arrow_fields(self) -> list:
+        import pyarrow as pa
+
+        return [("label", pa.int32()), ("label_name", pa.string())]
+
+    def stored_labels(self, label, label_name, target) -> tuple:
+        return int(label), label_name
+
     # ---- scoring ---------------------------------------------------------------------------------
     def prediction_schema(self, id_col: str):
         import pyarrow as pa
