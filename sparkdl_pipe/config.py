@@ -198,7 +198,7 @@ class TrainConfig:
     model: str = option("auto", help="auto, mlp, cnn, conv_autoencoder, textcnn, bilstm or module:function (auto: "
                                      "the task's or the dataset kind's default: conv_autoencoder for --task "
                                      "autoencoder, cnn for images, textcnn for text)")
-    task: str | None = option(None, metavar="NAME", help="what to learn: classification or autoencoder (images, "
+    task: str | None = option(None, metavar="NAME", help="what to learn: classification, regression or autoencoder (images, "
                                                          "no labels needed); default: the dataset's task")
     bottleneck: int = option(32, help="--task autoencoder: size of the bottleneck, the embedding scoring writes")
     epochs: int = option(5, help="training epochs (with --resume: the total)")

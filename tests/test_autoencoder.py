@@ -85,8 +85,8 @@ def test_tasks_the_dataset_cannot_do_are_refused_before_any_rank(spark, unlabele
     # the unlabeled dataset's own task is autoencoder; classification needs labels
     with pytest.raises(DatasetError, match=r"0 label\(s\).*--task autoencoder"):
         run_training(spark, TrainConfig(ds, str(tmp_path / "m"), task="classification", num_proc=2))
-    with pytest.raises(UserInputError, match=r"--task: expected one of \['autoencoder', 'classification'\]"):
-        TrainConfig(ds, str(tmp_path / "m"), task="regresion")
+    with pytest.raises(UserInputError, match=r"--task: expected one of \['autoencoder', 'classification', 'regression'\], got 'bogus'"):
+        TrainConfig(ds, str(tmp_path / "m"), task="bogus")
     with pytest.raises(UserInputError, match="--bottleneck"):
         TrainConfig(ds, str(tmp_path / "m"), task="autoencoder", bottleneck=0)
     # a text model cannot be an image autoencoder
