@@ -292,3 +292,19 @@ def test_init_from_shape_mismatch_and_unknown_layer_are_refused(spark, reg_ds, t
         TrainConfig(ds, str(tmp_path / "m"), freeze_epochs=2)
     assert not os.path.exists(tmp_path / "m")
     del keras
+
+
+def test_init_from_h5_with_a_lambda_layer_is_refused(tmp_path):
+    import tf_keras as keras
+
+    from sparkdl_pipe.errors import DatasetError
+    from sparkdl_pipe.models.finetune import resolve_parent
+
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Lambda(lambda t: t * 2.0)(inp)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(keras.layers.Dense(4)(x)))
+    path = str(tmp_path / "lam.h5")
+    model.save(path)
+    with pytest.raises(DatasetError, match="Lambda"):
+        resolve_parent(path, None, (8, 8, 1))

@@ -302,6 +302,32 @@ def append_predictions(batches: Iterator[pd.DataFrame], input_col: str, source: 
         yield out
 
 
+def append_task_outputs(batches: Iterator[pd.DataFrame], input_col: str, source: str, model_path: str,
+                        model_id: str, modality_ref: str, spec_dict: dict, model_dir: str, card: dict,
+                        labels: list[str], batch_size: int, out_cols: dict[str, str], reason_col: str,
+                        threads: int | None = None, task_name: str = "regression") -> Iterator[pd.DataFrame]:
+    """Keep every input column and add the task's output columns (``out_cols``: the task's name ->
+    the output column's) and the reject reason. The batch function behind the Spark ML Models of
+    tasks other than classification. Runs on: executors."""
+    from sparkdl_pipe import tasks
+    from sparkdl_pipe.modalities import resolve
+
+    prune_zip_importers()
+    modality = resolve(modality_ref)
+    task = tasks.get(task_name)
+    spec = modality.spec_type.from_dict(spec_dict)
+    artifacts = modality.load_artifacts(model_dir, spec, card)
+    model = MODEL_CACHE.get(model_path, model_id, threads)
+    for pdf in batches:
+        x, ok, reason, _ = model_inputs(modality, spec, artifacts, pdf[input_col], source)
+        cols = task.prediction_columns(predict_arrays(model, x, batch_size), ok, labels)
+        out = pdf.copy()
+        for name, col in out_cols.items():
+            out[col] = cols[name]
+        out[reason_col] = reason
+        yield out
+
+
 def append_embeddings(batches: Iterator[pd.DataFrame], input_col: str, source: str, model_path: str,
                       model_id: str, modality_ref: str, spec_dict: dict, model_dir: str, card: dict,
                       batch_size: int, layer: str, out_col: str, reason_col: str | None,

@@ -4,8 +4,19 @@ Runs on: driver.
 """
 
 from sparkdl_pipe.ml.featurizer import KerasFeaturizer
-from sparkdl_pipe.ml.image import KerasImageClassifier, KerasImageClassifierModel
-from sparkdl_pipe.ml.text import KerasTextClassifier, KerasTextClassifierModel
+from sparkdl_pipe.ml.image import (
+    KerasImageClassifier,
+    KerasImageClassifierModel,
+    KerasImageRegressor,
+    KerasImageRegressorModel,
+)
+from sparkdl_pipe.ml.text import (
+    KerasTextClassifier,
+    KerasTextClassifierModel,
+    KerasTextRegressor,
+    KerasTextRegressorModel,
+)
 
-__all__ = ["KerasFeaturizer", "KerasImageClassifier", "KerasImageClassifierModel", "KerasTextClassifier",
-           "KerasTextClassifierModel"]
+__all__ = ["KerasFeaturizer", "KerasImageClassifier", "KerasImageClassifierModel", "KerasImageRegressor",
+           "KerasImageRegressorModel", "KerasTextClassifier", "KerasTextClassifierModel", "KerasTextRegressor",
+           "KerasTextRegressorModel"]

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The tasks the Estimators fit (``task`` Param): the dataset's task comes from its labels or target.
+ML_TASKS = ("classification", "regression")
+
 #: Serialises fits in this driver process (see :meth:`KerasEstimator._fit`).
 _FIT_LOCK = threading.Lock()
 
@@ -85,11 +88,11 @@ class KerasEstimator(Estimator, ScoringParams, TrainingParams, DefaultParamsRead
     """Trains a Keras model with Horovod on Spark from a DataFrame of records and labels.
 
     Fits run one at a time in a driver, whatever a tuner's ``parallelism``, each in its own work
-    directory. (Spark's evaluators want a double ``prediction``; the Model's is the int class
-    index, so ``CrossValidator`` does not work yet: issue 23.)
+    directory, so ``CrossValidator``/``TrainValidationSplit`` work as for any Spark estimator.
 
     ``fit(df)``: ``inputCol`` holds the records (see each kind), ``labelCol`` string or integer
-    labels. The rows are prepared in the executors, split train/val/test by a stable hash, written
+    labels (``task`` classification) or a numeric target (``task`` regression: a row whose target
+    is missing or not a finite number is a reject, ``missing_target``/``invalid_target``). The rows are prepared in the executors, split train/val/test by a stable hash, written
     as a Petastorm dataset under ``workDir`` and trained on ``numProc`` ranks; bad records are set
     aside with a reason (``fit``'s ``ingestResult`` counts them). Subclasses set ``kind`` and
     ``_model_class`` and make the spec (:meth:`_spec`).
@@ -105,11 +108,16 @@ class KerasEstimator(Estimator, ScoringParams, TrainingParams, DefaultParamsRead
         from sparkdl_pipe.config import IngestConfig, SplitConfig, TrainConfig
 
         g = self.getOrDefault
+        task = g(self.task)
+        if task not in ML_TASKS:
+            raise UserInputError("task", f"one of {list(ML_TASKS)}", task)
         ds, out = storage.join(work, "dataset"), storage.join(work, MODEL_SUBDIR)
         icfg = IngestConfig(input=f"dataframe:{self.uid}", output=ds, spec=self._spec(),
-                            split=SplitConfig(g(self.valFraction), g(self.testFraction), g(self.seed)))
+                            split=SplitConfig(g(self.valFraction), g(self.testFraction), g(self.seed)),
+                            target_col=g(self.labelCol) if task == "regression" else None)
         tcfg = TrainConfig(ds, out, model=g(self.model), epochs=g(self.epochs), batch_size=g(self.batchSize),
-                           learning_rate=g(self.learningRate), num_proc=g(self.numProc) or None, seed=g(self.seed))
+                           learning_rate=g(self.learningRate), num_proc=g(self.numProc) or None, seed=g(self.seed),
+                           loss=g(self.loss), standardize_target=g(self.standardizeTarget))
         return icfg, tcfg
 
     def _fit(self, dataset):
@@ -187,6 +195,8 @@ class KerasModel(Model, ScoringParams, DefaultParamsReadable, DefaultParamsWrita
         from sparkdl_pipe.executor.score import append_predictions
 
         info = self.modelInfo()
+        if info.task != "classification":
+            return self._transform_task(dataset, info)
         modality = modalities.get(info.kind)
         col = self.getInputCol()
         source = source_kind(dataset, col, modality)
@@ -211,6 +221,42 @@ class KerasModel(Model, ScoringParams, DefaultParamsReadable, DefaultParamsWrita
                      model_dir=info.url, card=info.card, labels=info.labels, batch_size=bs, out_cols=outs,
                      threads=threads, task_name=info.task)
         return as_vector(dataset.mapInPandas(fn, schema), outs["probability"])
+
+    def _transform_task(self, dataset, info):
+        """Any other task: its :attr:`~sparkdl_pipe.tasks.base.Task.output_columns` (``prediction``
+        renamed to ``predictionCol``; arrays become MLlib Vectors) and ``rejectReasonCol``."""
+        from pyspark.sql.pandas.types import from_arrow_type
+        from pyspark.sql.types import ArrayType, StringType, StructField, StructType
+
+        from sparkdl_pipe import modalities, tasks
+        from sparkdl_pipe.executor.score import append_task_outputs
+
+        modality, task = modalities.get(info.kind), tasks.get(info.task)
+        col = self.getInputCol()
+        source = source_kind(dataset, col, modality)
+        arrow = task.prediction_schema(modality.key)
+        names = {c: self.getPredictionCol() if c == "prediction" else c for c in task.output_columns}
+        reason = self.getRejectReasonCol()
+        clash = sorted(({*names.values(), reason}) & set(dataset.columns))
+        if clash:
+            raise UserInputError(f"output columns {[*names.values(), reason]}", "new column names", clash,
+                                 "Rename the input's columns, or set predictionCol/rejectReasonCol")
+        fields = [StructField(names[c], from_arrow_type(arrow.field(c).type)) for c in task.output_columns]
+        schema = StructType([*dataset.schema.fields, *fields, StructField(reason, StringType())])
+        spark = dataset.sparkSession
+        bs = self.getScoreBatchSize()
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(bs))
+        threads = 1 if spark.sparkContext.master.startswith("local") else \
+            int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
+        fn = partial(append_task_outputs, input_col=col, source=source, model_path=info.model_url,
+                     model_id=info.model_id, modality_ref=modality.ref, spec_dict=info.spec.to_dict(),
+                     model_dir=info.url, card=info.card, labels=info.labels, batch_size=bs, out_cols=names,
+                     reason_col=reason, threads=threads, task_name=info.task)
+        out = dataset.mapInPandas(fn, schema)
+        for f in fields:
+            if isinstance(f.dataType, ArrayType):
+                out = as_vector(out, f.name)
+        return out
 
     def write(self):
         return ModelDirWriter(self)

@@ -53,7 +53,7 @@ class KerasImageClassifier(KerasEstimator, ImageParams):
                  probabilityCol=None, predictedLabelCol=None, rejectReasonCol=None, scoreBatchSize=None,
                  model=None, imageSize=None, channels=None, epochs=None, batchSize=None, learningRate=None,
                  numProc=None, seed=None, valFraction=None, testFraction=None, workDir=None, mlflow=None,
-                 mlflowUri=None) -> None:
+                 mlflowUri=None, task=None, loss=None, standardizeTarget=None) -> None:
         super().__init__()
         self._set(**self._input_kwargs)  # type: ignore[attr-defined]
 
@@ -62,7 +62,7 @@ class KerasImageClassifier(KerasEstimator, ImageParams):
                   probabilityCol=None, predictedLabelCol=None, rejectReasonCol=None, scoreBatchSize=None,
                   model=None, imageSize=None, channels=None, epochs=None, batchSize=None, learningRate=None,
                   numProc=None, seed=None, valFraction=None, testFraction=None, workDir=None, mlflow=None,
-                  mlflowUri=None):
+                  mlflowUri=None, task=None, loss=None, standardizeTarget=None):
         return self._set(**self._input_kwargs)  # type: ignore[attr-defined]
 
     def _spec(self):
@@ -73,3 +73,23 @@ class KerasImageClassifier(KerasEstimator, ImageParams):
             raise UserInputError("imageSize", "[n] or [height, width]", size)
         h, w = (size[0], size[0]) if len(size) == 1 else size
         return ImageSpec(h, w, self.getOrDefault(self.channels))
+
+
+class KerasImageRegressorModel(KerasImageClassifierModel):
+    """A trained image regression model as a Transformer: adds ``predictionCol`` (a double, in the
+    target's own units) and ``rejectReasonCol``."""
+
+
+class KerasImageRegressor(KerasImageClassifier):
+    """:class:`KerasImageClassifier` with ``task="regression"``: ``labelCol`` holds a numeric target
+    (MSE by default, ``loss="huber"``, ``standardizeTarget``); the Model predicts a double, so
+    ``RegressionEvaluator`` and the tuners work on it. Same Params otherwise."""
+
+    _model_class = KerasImageRegressorModel
+
+    @keyword_only
+    def __init__(self, **kwargs) -> None:
+        given = self._input_kwargs  # type: ignore[attr-defined]
+        super().__init__()
+        self._setDefault(task="regression")
+        self._set(**given)

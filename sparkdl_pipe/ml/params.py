@@ -79,13 +79,19 @@ class TrainingParams(HasLabelCol):
     testFraction = _p("testFraction", "fraction of rows for the test split", TypeConverters.toFloat)
     workDir = _p("workDir", "where fit writes the Petastorm dataset and the model (a path every node "
                  "sees); default: a new temporary directory (local masters only)", TypeConverters.toString)
+    task = _p("task", "what is learnt: classification (labelCol: string or integer labels) or regression "
+              "(labelCol: a numeric target)", TypeConverters.toString)
+    loss = _p("loss", "regression loss: auto (mse), mse or huber", TypeConverters.toString)
+    standardizeTarget = _p("standardizeTarget", "regression: train on the standardised target (undone in "
+                           "the model's output)", TypeConverters.toBoolean)
     mlflow = _p("mlflow", "record the training run in MLflow", TypeConverters.toBoolean)
     mlflowUri = _p("mlflowUri", "MLflow tracking URI (default: <model dir>/mlruns)", TypeConverters.toString)
 
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(labelCol="label", pathCol="", model="auto", epochs=5, batchSize=64, learningRate=1e-3, numProc=0, seed=42, valFraction=0.1,
-                         testFraction=0.1, workDir="", mlflow=False, mlflowUri="")
+                         testFraction=0.1, workDir="", mlflow=False, mlflowUri="", task="classification",
+                         loss="auto", standardizeTarget=False)
 
     def setLabelCol(self, value: str):
         """String or integer labels."""
@@ -120,6 +126,15 @@ class TrainingParams(HasLabelCol):
 
     def setWorkDir(self, value: str):
         return self._set(workDir=value)
+
+    def setTask(self, value: str):
+        return self._set(task=value)
+
+    def setLoss(self, value: str):
+        return self._set(loss=value)
+
+    def setStandardizeTarget(self, value: bool):
+        return self._set(standardizeTarget=value)
 
     def setMlflow(self, value: bool):
         return self._set(mlflow=value)

@@ -55,7 +55,8 @@ class KerasTextClassifier(KerasEstimator, TextParams):
                  probabilityCol=None, predictedLabelCol=None, rejectReasonCol=None, scoreBatchSize=None,
                  model=None, maxLen=None, vocabSize=None, minCount=None, lowercase=None, invalidUtf8=None,
                  epochs=None, batchSize=None, learningRate=None, numProc=None, seed=None, valFraction=None,
-                 testFraction=None, workDir=None, mlflow=None, mlflowUri=None) -> None:
+                 testFraction=None, workDir=None, mlflow=None, mlflowUri=None, task=None, loss=None,
+                 standardizeTarget=None) -> None:
         super().__init__()
         self._setDefault(inputCol="text")
         self._set(**self._input_kwargs)  # type: ignore[attr-defined]
@@ -65,7 +66,8 @@ class KerasTextClassifier(KerasEstimator, TextParams):
                   probabilityCol=None, predictedLabelCol=None, rejectReasonCol=None, scoreBatchSize=None,
                   model=None, maxLen=None, vocabSize=None, minCount=None, lowercase=None, invalidUtf8=None,
                   epochs=None, batchSize=None, learningRate=None, numProc=None, seed=None, valFraction=None,
-                  testFraction=None, workDir=None, mlflow=None, mlflowUri=None):
+                  testFraction=None, workDir=None, mlflow=None, mlflowUri=None, task=None, loss=None,
+                  standardizeTarget=None):
         return self._set(**self._input_kwargs)  # type: ignore[attr-defined]
 
     def _spec(self):
@@ -74,3 +76,22 @@ class KerasTextClassifier(KerasEstimator, TextParams):
         g = self.getOrDefault
         return TextSpec(max_len=g(self.maxLen), vocab_size=g(self.vocabSize), min_count=g(self.minCount),
                         lowercase=g(self.lowercase), invalid_utf8=g(self.invalidUtf8))
+
+
+class KerasTextRegressorModel(KerasTextClassifierModel):
+    """A trained text regression model as a Transformer: adds ``predictionCol`` (a double, in the
+    target's own units) and ``rejectReasonCol``."""
+
+
+class KerasTextRegressor(KerasTextClassifier):
+    """:class:`KerasTextClassifier` with ``task="regression"``: ``labelCol`` holds a numeric target;
+    the Model predicts a double. Same Params otherwise."""
+
+    _model_class = KerasTextRegressorModel
+
+    @keyword_only
+    def __init__(self, **kwargs) -> None:
+        given = self._input_kwargs  # type: ignore[attr-defined]
+        super().__init__()
+        self._setDefault(task="regression")
+        self._set(**given)

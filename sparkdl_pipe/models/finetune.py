@@ -51,8 +51,17 @@ def _load(path: str):
     from sparkdl_pipe.safe_model import load_model_safely
 
     if path.endswith((".h5", ".hdf5")):
+        import h5py
         import tf_keras as keras
 
+        # HDF5 files have no safe mode: refuse a Lambda layer (Python bytecode) before loading anything.
+        with h5py.File(path, "r") as f:
+            config = f.attrs.get("model_config")
+        text = config.decode() if isinstance(config, bytes) else str(config)
+        if config is None or '"class_name": "Lambda"' in text:
+            raise DatasetError(f"model file {path} refused: " + ("it has no model config (weights only?)"
+                               if config is None else "it contains a Lambda layer (Python code)"),
+                               fix="Give a .keras file or a model of built-in layers")
         try:
             return keras.models.load_model(path, compile=False)
         except (ValueError, TypeError, OSError) as e:

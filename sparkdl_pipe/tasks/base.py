@@ -27,6 +27,9 @@ class Task:
     #: The stored column a training batch's ``y`` comes from, and its dtype.
     label_column: ClassVar[str] = "label"
     label_dtype: ClassVar[str] = "int32"
+    #: The columns of :meth:`prediction_columns` (their types in :meth:`prediction_schema`): what a
+    #: Spark ML Model of this task adds to each row.
+    output_columns: ClassVar[tuple[str, ...]] = ("prediction",)
     #: Keys of :meth:`summarize` reported per epoch as ``val_<key>`` (and ``test_<key>`` in the card).
     summary_keys: ClassVar[tuple[str, ...]] = ("loss", "accuracy")
 

@@ -19,6 +19,7 @@ class Classification(Task):
     loss = "sparse_categorical_crossentropy"
     metrics = ("accuracy",)
     output_doc = "softmax probabilities"
+    output_columns = ("prediction", "label_name", "probability")
 
     def n_outputs(self, labels: list[str]) -> int:
         return len(labels)
