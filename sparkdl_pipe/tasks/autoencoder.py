@@ -93,6 +93,7 @@ class Autoencoder(Task):
     default_model = "conv_autoencoder"
     embedding_layer = "embedding"
     summary_keys = ("loss",)
+    output_columns = ("embedding", "reconstruction_error")
 
     def n_outputs(self, labels: list[str]) -> int:
         return 32
