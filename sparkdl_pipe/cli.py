@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from sparkdl_pipe import options
 from sparkdl_pipe.config import (
+    BaselineTextConfig,
     BenchOptions,
     DemoConfig,
     IngestImagesConfig,
@@ -48,14 +49,16 @@ each file is read on its own, so an unreadable file, a broken symlink or a FIFO 
 words, numbers and punctuation; the vocabulary (top --vocab-size tokens seen at least --min-count
 times, ids 0 = padding, 1 = out-of-vocabulary) is built from the train split only. Output:
 <output>/{train,val,test} Petastorm datasets of --max-len int32 token ids, <output>/vocab.json,
-<output>/rejects and <output>/_sparkdl_manifest.json (counts, truncated documents, vocabulary)."""
+<output>/rejects and <output>/_sparkdl_manifest.json (counts, truncated documents, vocabulary).
+Long documents: --max-len auto (the train split's 95th percentile of token counts, capped at
+--max-len-cap) and --truncation head-tail (keep the first and last halves)."""
 
 EPILOG_TRAIN = """\
 examples:
   sparkdl-pipe train --dataset datasets/photos --output models/photos --model cnn --epochs 5 --num-proc 2
   sparkdl-pipe train --dataset datasets/photos --output models/mine --model mypkg.models:build_resnet
 
-Models: mlp, cnn (images), textcnn, bilstm (text), or a function 'module:function' taking
+Models: mlp, cnn (images), textcnn, bilstm, fasttext (text), or a function 'module:function' taking
 (input_shape, num_classes) (text: also vocab_size) and returning a tf_keras model: a body, on which
 the task puts its head (a softmax over the labels), or a complete softmax classifier, kept as it is. The default, auto, is cnn for image datasets and textcnn for text. --batch-size is per
 rank. Output: <output>/model.keras, <output>/model_card.json, <output>/checkpoints/, <output>/report.md +
@@ -73,6 +76,13 @@ dataset; for a text model, raw text in any format ingest-text reads (--text-col,
 for accuracy, --id-col), tokenized with the model's own vocabulary. Output: <output>/predictions (path, prediction, label_name, probability, true_label,
 model_name, model_id), <output>/rejects and <output>/_sparkdl_score.json."""
 
+EPILOG_BASELINE_TEXT = """\
+example:
+  sparkdl-pipe baseline-text --dataset datasets/reviews
+Fits MLlib HashingTF + IDF + LogisticRegression on the train split of an ingested text dataset, from
+its stored token ids (the tokens our models see: the same tokenizer, vocabulary and --max-len), picks
+regParam on the val split and prints the validation and test accuracy, to compare with the model
+card of `train` on the same dataset. Writes nothing."""
 EPILOG_DEMO = """\
 example:
   sparkdl-pipe demo --workdir /tmp/sparkdl-demo
@@ -133,6 +143,12 @@ def _score(spark, cfg, args) -> str:
     return run_scoring(spark, cfg).summary()
 
 
+def _baseline_text(spark, cfg: BaselineTextConfig, args) -> str:
+    from sparkdl_pipe.driver.baseline import run_text_baseline
+
+    return run_text_baseline(spark, cfg).summary()
+
+
 def _demo(spark, cfg: DemoConfig, args) -> str:
     from sparkdl_pipe.driver.demo import run_demo
 
@@ -171,6 +187,8 @@ COMMANDS = (
             EPILOG_TRAIN, preflight=True, extra=_tracking_options),
     Command("score", ScoreConfig, "batch scoring with a trained model (vectorized Spark UDF)", _score,
             EPILOG_SCORE, preflight=True, stage="score"),
+    Command("baseline-text", BaselineTextConfig, "MLlib TF-IDF + LogisticRegression on an ingested text dataset "
+            "(the classic baseline, same splits and token ids as train)", _baseline_text, EPILOG_BASELINE_TEXT, preflight=True),
     Command("demo", DemoConfig, "Fashion-MNIST (or text) from raw files to a scored table", _demo, EPILOG_DEMO),
     Command("bench", BenchOptions, "benchmark every stage against its limits; writes JSON + Markdown", _bench),
 )

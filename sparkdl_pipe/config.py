@@ -195,8 +195,8 @@ class TrainConfig:
 
     dataset: str = option(help="output of ingest-images / ingest-text")
     output: str = option(help="model directory to create (path or file://, hdfs://, s3:// URL)")
-    model: str = option("auto", help="auto, mlp, cnn, conv_autoencoder, textcnn, bilstm or module:function (auto: "
-                                     "the task's or the dataset kind's default: conv_autoencoder for --task "
+    model: str = option("auto", help="auto, mlp, cnn, conv_autoencoder, textcnn, bilstm, fasttext or module:function "
+                                     "(auto: the task's or the dataset kind's default: conv_autoencoder for --task "
                                      "autoencoder, cnn for images, textcnn for text)")
     task: str | None = option(None, metavar="NAME", help="what to learn: classification, regression or autoencoder (images, "
                                                          "no labels needed); default: the dataset's task")
@@ -318,6 +318,40 @@ class ScoreConfig:
             raise UserInputError("--batch-size", "between 1 and 1000000", self.batch_size)
         if self.input_format not in SCORE_INPUT_FORMATS:
             raise UserInputError("--input-format", ", ".join(SCORE_INPUT_FORMATS), self.input_format)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _floats(v: str | list | tuple) -> tuple[float, ...]:
+    items = v.split(",") if isinstance(v, str) else list(v)
+    try:
+        return tuple(float(x) for x in items if str(x).strip())
+    except ValueError:
+        raise UserInputError("--reg-params", "comma-separated numbers, e.g. 0.001,0.01,0.1", v) from None
+
+
+@dataclass(frozen=True)
+class BaselineTextConfig:
+    """``sparkdl-pipe baseline-text``: MLlib TF-IDF + logistic regression on an ingested text dataset."""
+
+    dataset: str = option(help="an ingested text dataset (output of ingest-text)")
+    num_features: int = option(2**16, help="HashingTF buckets (the terms are vocabulary ids, so --vocab-size "
+                                           "of them or more keeps them nearly apart)")
+    reg_params: tuple[float, ...] = option((1e-2, 1e-1, 1.0), parse=_floats, metavar="R,R,...",
+                                           help="LogisticRegression regParam values tried; the best on the val "
+                                                "split is kept (the first, when there is no val split)")
+    max_iter: int = option(100, help="LogisticRegression iterations")
+
+    def __post_init__(self) -> None:
+        if not self.dataset:
+            raise UserInputError("--dataset", "an ingested text dataset", self.dataset)
+        if not 16 <= self.num_features <= 2**24:
+            raise UserInputError("--num-features", "between 16 and 16777216", self.num_features)
+        if not self.reg_params or any(r < 0 for r in self.reg_params):
+            raise UserInputError("--reg-params", "one or more numbers >= 0", self.reg_params)
+        if not 1 <= self.max_iter <= 10_000:
+            raise UserInputError("--max-iter", "between 1 and 10000", self.max_iter)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -83,7 +83,7 @@ def add_options(parser: argparse.ArgumentParser | Any, cls: type, skip: typing.C
             if cli["nargs"]:
                 kw["nargs"] = cli["nargs"]
                 default = [default] if default is not None else None
-            kw["default"] = default if cli["parse"] is None or default is None else None
+            kw["default"] = default  # with ``parse``, build() converts it like a given flag
             if cli["choices"] is not None:
                 kw["choices"] = list(cli["choices"])
             if cli["metavar"]:

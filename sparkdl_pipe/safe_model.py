@@ -16,6 +16,9 @@ def load_model_safely(path: str):
     """``tf_keras.models.load_model(path, compile=False, safe_mode=True)`` with our error messages."""
     import tf_keras as keras
 
+    from sparkdl_pipe.models.layers import ensure_registered
+
+    ensure_registered()  # the package's own layers (fasttext's HashedBigrams) load from its code
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except (ValueError, TypeError) as e:

@@ -8,7 +8,7 @@ from sparkdl_pipe.models import get_builder, list_models
 from sparkdl_pipe.models.registry import resolve_model
 
 
-@pytest.mark.parametrize("name", ["textcnn", "bilstm"])
+@pytest.mark.parametrize("name", ["textcnn", "bilstm", "fasttext"])
 def test_text_builders_make_softmax_models_that_survive_a_safe_reload(name, tmp_path):
     m = get_builder(name)((10,), 3, vocab_size=50)
     x = np.zeros((4, 10), dtype=np.int32)
@@ -29,7 +29,8 @@ def test_text_builder_validation_and_kinds():
         get_builder("textcnn")((10,), 2, vocab_size=2)
     with pytest.raises(UserInputError, match="1 positive"):
         get_builder("bilstm")((10, 4), 2, vocab_size=50)
-    assert list_models("text") == ["bilstm", "textcnn"] and list_models("image") == ["cnn", "conv_autoencoder", "mlp"]
+    assert list_models("text") == ["bilstm", "fasttext", "textcnn"] and \
+        list_models("image") == ["cnn", "conv_autoencoder", "mlp"]
     assert resolve_model("auto", "image") == "cnn" and resolve_model("auto", "text") == "textcnn"
     assert resolve_model("mypkg:build", "text") == "mypkg:build"
     with pytest.raises(UserInputError, match="is for text datasets"):

@@ -220,7 +220,7 @@ def _task_count(spark, rows: int, row_bytes: int) -> int:
 def _row_bytes(spec, modality) -> int:
     import numpy as np
 
-    return math.prod(spec.shape) * np.dtype(modality.dtype).itemsize
+    return max(0, math.prod(spec.shape)) * np.dtype(modality.dtype).itemsize  # 0 until fitted (max-len auto)
 
 
 def _keyed_schema(with_content: bool = False) -> str:
@@ -475,14 +475,14 @@ def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestConfig, inp: s
         if total == 0:
             raise DatasetError(f"no records found in {cfg.input}", fix=f"Check the path; hidden files "
                                f"({len(hidden)}) are skipped")
+        records = keyed
+        if modality.needs_fit:  # the fit may set the stored shape (text: --max-len auto)
+            prepared, spec, artifacts = _fit_pass(spark, keyed, cfg, modality, decoded_by_reader)
+            records = prepared
         by_mb = max(1, int(cfg.row_group_mb * 2**20 // (_row_bytes(spec, modality) + 96)))
         # a split of n >= 16 planned rows gets at least 16 row groups (Petastorm deals whole groups)
         rows_per_group = {s: max(1, min(by_mb, planned.splits[s]["count"] // MIN_ROW_GROUPS_PER_SPLIT))
                           for s in storage.SPLITS}
-        records = keyed
-        if modality.needs_fit:
-            prepared, spec, artifacts = _fit_pass(spark, keyed, cfg, modality, decoded_by_reader)
-            records = prepared
         with storage.staged_output(out, cfg.overwrite) as staging:
             summary = _write_job(spark, records, modality, spec, staging, rows_per_group, artifacts,
                                  prepared is not None, decoded_by_reader, task.name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sparkdl_pipe import storage
 from sparkdl_pipe.config import (
+    BaselineTextConfig,
     IngestConfig,
     IngestImagesConfig,
     IngestTextConfig,
@@ -18,11 +19,19 @@ from sparkdl_pipe.config import (
     TrainConfig,
     as_ingest_config,
 )
-from sparkdl_pipe.errors import DatasetError
+from sparkdl_pipe.errors import DatasetError, UserInputError
 
 
-def preflight(cfg: IngestConfig | IngestImagesConfig | IngestTextConfig | TrainConfig | ScoreConfig) -> None:
+def preflight(cfg: IngestConfig | IngestImagesConfig | IngestTextConfig | TrainConfig | ScoreConfig
+              | BaselineTextConfig) -> None:
     """Raise the error the job would raise for a mistake that is visible without Spark."""
+    if isinstance(cfg, BaselineTextConfig):
+        from sparkdl_pipe.manifest import load_dataset_info
+
+        if load_dataset_info(cfg.dataset).kind != "text":
+            raise UserInputError(f"baseline-text needs a text dataset, {cfg.dataset} is not one",
+                                 fix="Give the output of ingest-text")
+        return
     if isinstance(cfg, TrainConfig):
         from sparkdl_pipe.manifest import load_dataset_info
         from sparkdl_pipe.models.registry import get_builder, resolve_model

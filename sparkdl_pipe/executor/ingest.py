@@ -265,7 +265,8 @@ def write_records(batches: Iterator[pd.DataFrame], modality_ref: str, spec_dict:
             if reason is None:
                 if from_prepared:
                     row = records[i]  # type: ignore[index]
-                    value, stats = modality.from_prepared_row(row), {c[5:]: row[c] for c in stat_cols}
+                    value = modality.from_prepared_row(row)
+                    stats = modality.fitted_stats(value, {c[5:]: row[c] for c in stat_cols}, spec)
                 else:
                     value, reason, message, stats = read_and_prepare(modality, spec, path, data, has_content,
                                                                       decoded_by_reader)

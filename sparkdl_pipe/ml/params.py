@@ -68,7 +68,7 @@ class TrainingParams(HasLabelCol):
 
     pathCol = _p("pathCol", "optional column naming each record (split key, kept in the dataset); "
                  "default: the path (string input) or the content's hash", TypeConverters.toString)
-    model = _p("model", "model builder: auto, mlp, cnn, textcnn, bilstm or module:function", TypeConverters.toString)
+    model = _p("model", "model builder: auto, mlp, cnn, textcnn, bilstm, fasttext or module:function", TypeConverters.toString)
     epochs = _p("epochs", "training epochs", TypeConverters.toInt)
     batchSize = _p("batchSize", "training batch size per rank", TypeConverters.toInt)
     learningRate = _p("learningRate", "learning rate per rank (scaled by the number of ranks)",

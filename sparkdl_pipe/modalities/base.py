@@ -93,6 +93,11 @@ class Modality:
         """Inverse of :meth:`prepared_row`."""
         raise NotImplementedError
 
+    def fitted_stats(self, value, stats: dict[str, int], spec) -> dict[str, int]:
+        """A prepared record's ``stats`` once :meth:`fit` has completed ``spec`` (text: ``truncated``
+        against a fitted ``max_len``). Executors, in the write pass of a fitted modality."""
+        return stats
+
     def load_artifacts(self, dir_url: str, spec, doc: dict):
         """What :meth:`fit` produced, read back from a dataset or model directory (``doc``: its
         manifest or card). Executors (scoring) and driver. None when nothing is fitted."""

@@ -12,13 +12,14 @@ import numpy as np
 from sparkdl_pipe import storage
 from sparkdl_pipe.errors import DatasetError
 from sparkdl_pipe.modalities.base import Modality, Prepared
-from sparkdl_pipe.preprocess.spec import TextSpec
+from sparkdl_pipe.preprocess.spec import AUTO_MAX_LEN_PERCENTILE, TextSpec
 from sparkdl_pipe.preprocess.text import (
     EMPTY_TEXT,
     VOCAB_FILE,
     Vocabulary,
     decode_text_checked,
     encode_tokens,
+    length_percentile,
     load_vocabulary,
     save_vocabulary,
     text_to_tokens,
@@ -50,12 +51,16 @@ class TextModality(Modality):
         tokens = text_to_tokens(text, spec)
         if not tokens:
             return Prepared(None, EMPTY_TEXT, "no tokens after normalisation (only control or zero-width characters)")
-        return Prepared(tokens, stats={"tokens": len(tokens), "truncated": int(len(tokens) > spec.max_len),
+        return Prepared(tokens, stats={"tokens": len(tokens),
+                                       "truncated": int(not spec.needs_length_fit and len(tokens) > spec.max_len),
                                        "replacement_char": int("\ufffd" in text and not replaced),
                                        "invalid_utf8_replaced": int(replaced)})
 
     def encode(self, value, spec, artifacts) -> np.ndarray:
-        return encode_tokens(value, artifacts.lookup, spec.max_len)[0]
+        return encode_tokens(value, artifacts.lookup, spec.max_len, spec.truncation)[0]
+
+    def fitted_stats(self, value, stats: dict[str, int], spec) -> dict[str, int]:
+        return {**stats, "truncated": int(len(value) > spec.max_len)}
 
     def prepared_row(self, value) -> dict:
         return {"tokens": value}
@@ -75,7 +80,20 @@ class TextModality(Modality):
             .filter(F.col("count") >= spec.min_count).orderBy(F.desc("count"), F.asc("token")) \
             .limit(spec.vocab_size).collect()
         vocab = Vocabulary.from_counts(((r["token"], r["count"]) for r in top), spec.vocab_size, spec.min_count)
-        return dataclasses.replace(spec, vocab_fingerprint=vocab.fingerprint(), vocab_len=vocab.size), vocab
+        fitted = dataclasses.replace(spec, vocab_fingerprint=vocab.fingerprint(), vocab_len=vocab.size)
+        if spec.needs_length_fit:
+            fitted = dataclasses.replace(fitted, max_len=self.fit_max_len(train_prepared, spec), max_len_auto=True)
+        return fitted, vocab
+
+    @staticmethod
+    def fit_max_len(train_prepared, spec) -> int:
+        """``--max-len auto``: the :data:`AUTO_MAX_LEN_PERCENTILE`-th percentile of the train split's
+        token counts (exact, nearest rank), capped at ``spec.max_len_cap``. Runs on: driver (one Spark job)."""
+        from pyspark.sql import functions as F
+
+        lengths = train_prepared.select(F.size("tokens").alias("n")).groupBy("n").count().collect()
+        counts = sorted((int(r["n"]), int(r["count"])) for r in lengths)
+        return min(spec.max_len_cap, max(1, length_percentile(counts, AUTO_MAX_LEN_PERCENTILE)))
 
     def save_artifacts(self, artifacts, dir_url: str) -> dict:
         save_vocabulary(artifacts, storage.join(dir_url, VOCAB_FILE))
@@ -117,8 +135,13 @@ class TextModality(Modality):
 
     def manifest_extras(self, spec, splits: dict[str, dict]) -> dict:
         total = {k: sum(int(s.get(k, 0)) for s in splits.values()) for k in self.stat_names}
-        return {"truncated": {"count": total["truncated"], "max_len": spec.max_len,
-                              "rule": "first max_len tokens kept, padded with 0 at the end"},
+        rule = ("first max_len tokens kept" if spec.truncation == "head" else
+                "first max_len/2 and last max_len - max_len/2 tokens kept")
+        return {"truncated": {"count": total["truncated"], "max_len": spec.max_len, "truncation": spec.truncation,
+                              "rule": rule + ", padded with 0 at the end"},
+                "max_len": {"value": spec.max_len, "rule": "auto" if spec.max_len_auto else "given",
+                            **({"percentile": AUTO_MAX_LEN_PERCENTILE, "cap": spec.max_len_cap,
+                                "of": "token counts of the train split"} if spec.max_len_auto else {})},
                 "utf8": {"invalid_utf8": spec.invalid_utf8,
                          "records_with_replacement_char": total["replacement_char"],
                          "records_with_invalid_bytes_replaced": total["invalid_utf8_replaced"]}}

@@ -18,6 +18,7 @@ _BUILTIN: dict[str, Callable] = {
     "bilstm": text_builders.build_bilstm,
     "textcnn": text_builders.build_textcnn,
     "conv_autoencoder": builders.build_conv_autoencoder,
+    "fasttext": text_builders.build_fasttext,
 }
 #: Built-in bodies by name: ``(input_shape, **modality extras)`` -> a model whose output is features.
 BODIES: dict[str, Callable] = {
@@ -26,10 +27,12 @@ BODIES: dict[str, Callable] = {
     "bilstm": text_builders.bilstm_body,
     "textcnn": text_builders.textcnn_body,
     "conv_autoencoder": builders.conv_encoder_body,
+    "fasttext": text_builders.fasttext_body,
 }
 
 #: The dataset kind (manifest ``kind``) each built-in model takes.
-MODEL_KINDS = {"mlp": "image", "cnn": "image", "bilstm": "text", "textcnn": "text", "conv_autoencoder": "image"}
+MODEL_KINDS = {"mlp": "image", "cnn": "image", "bilstm": "text", "textcnn": "text", "fasttext": "text",
+               "conv_autoencoder": "image"}
 
 
 def list_models(kind: str | None = None) -> list[str]:

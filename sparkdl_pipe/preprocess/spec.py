@@ -76,6 +76,23 @@ class ImageSpec:
 
 NORMALIZATION_FORMS = ("NFKC", "NFC", "NFKD", "NFD")
 TOKENIZERS = ("words-v1",)
+#: ``--truncation``: which tokens of a document longer than ``max_len`` are kept.
+TRUNCATIONS = ("head", "head-tail")
+#: ``--max-len auto``: this percentile of the train split's token counts, capped at ``--max-len-cap``.
+AUTO_MAX_LEN_PERCENTILE = 95
+#: ``max_len`` of a spec whose length ingest fits (``--max-len auto``), until the fit replaces it.
+MAX_LEN_AUTO = -1
+
+
+def _max_len(v: int | str) -> int:
+    """``--max-len``: a positive integer, or ``auto`` (:data:`MAX_LEN_AUTO`, fitted on the train split)."""
+    if isinstance(v, str) and v.strip().lower() == "auto":
+        return MAX_LEN_AUTO
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+        return v
+    if isinstance(v, str) and v.strip().isdigit() and int(v) >= 1:
+        return int(v)
+    raise UserInputError("--max-len", "a positive integer or 'auto'", v)
 
 
 @dataclass(frozen=True)
@@ -92,7 +109,9 @@ class TextSpec:
     (64,)
     """
 
-    max_len: int = option(64, help="tokens per document after truncation/padding")
+    max_len: int = option(64, parse=_max_len, metavar="N|auto",
+                          help="tokens per document after truncation/padding; auto: the 95th percentile of the "
+                               "train split's token counts, capped at --max-len-cap (recorded in the manifest)")
     lowercase: bool = option(True, flag="--keep-case", invert=True, help="do not lower-case")
     normalization: str = option("NFKC", choices=NORMALIZATION_FORMS, help="Unicode normalisation form")
     tokenizer: str = "words-v1"
@@ -100,6 +119,12 @@ class TextSpec:
     min_count: int = option(2, help="minimum train count of a vocabulary token")
     vocab_fingerprint: str = ""
     vocab_len: int = 0
+    truncation: str = option("head", choices=TRUNCATIONS,
+                             help="a document longer than max_len keeps its first max_len tokens (head), or its "
+                                  "first max_len/2 and its last max_len - max_len/2 tokens (head-tail)")
+    max_len_cap: int = option(1024, help="the largest length --max-len auto may pick")
+    #: True when ingest fitted ``max_len`` on the train split (``--max-len auto``).
+    max_len_auto: bool = False
     kind: str = "text"
     version: int = 1
     #: Bytes that are not valid UTF-8: ``reject`` the record (undecodable_text) or ``replace`` them
@@ -114,8 +139,15 @@ class TextSpec:
              "is treated as one")
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_len, int) or isinstance(self.max_len, bool) or not 1 <= self.max_len <= 100_000:
-            raise UserInputError("--max-len", "an integer between 1 and 100000", self.max_len)
+        if isinstance(self.max_len, str):  # TextSpec(max_len="auto") from Python, as the flag takes it
+            object.__setattr__(self, "max_len", _max_len(self.max_len))
+        if not isinstance(self.max_len, int) or isinstance(self.max_len, bool) or \
+                not (1 <= self.max_len <= 100_000 or self.max_len == MAX_LEN_AUTO):
+            raise UserInputError("--max-len", "an integer between 1 and 100000, or auto", self.max_len)
+        if self.truncation not in TRUNCATIONS:
+            raise UserInputError("--truncation", f"one of {list(TRUNCATIONS)}", self.truncation)
+        if not isinstance(self.max_len_cap, int) or not 1 <= self.max_len_cap <= 100_000:
+            raise UserInputError("--max-len-cap", "an integer between 1 and 100000", self.max_len_cap)
         if self.normalization not in NORMALIZATION_FORMS:
             raise UserInputError("--normalization", f"one of {list(NORMALIZATION_FORMS)}", self.normalization)
         if self.tokenizer not in TOKENIZERS:
@@ -131,6 +163,11 @@ class TextSpec:
     def shape(self) -> tuple[int]:
         return (self.max_len,)
 
+    @property
+    def needs_length_fit(self) -> bool:
+        """True until ingest has fitted ``max_len`` (``--max-len auto``)."""
+        return self.max_len == MAX_LEN_AUTO
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -144,8 +181,11 @@ class TextSpec:
         """A stable hash of everything that changes the token ids a text becomes (the default
         ``invalid_utf8`` policy is left out, so specs written before it existed keep their hash)."""
         d = self.to_dict()
-        if d["invalid_utf8"] == "reject":
-            del d["invalid_utf8"]
+        # defaults of fields added later are left out, so older specs keep their hash
+        for k, default in (("invalid_utf8", "reject"), ("truncation", "head"), ("max_len_cap", 1024),
+                           ("max_len_auto", False)):
+            if d[k] == default:
+                del d[k]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

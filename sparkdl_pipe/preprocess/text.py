@@ -196,11 +196,47 @@ def load_vocabulary(path: str) -> Vocabulary:
     return Vocabulary.from_dict(storage.read_json(storage.to_url(path)))
 
 
-def encode_tokens(tokens: Sequence[str], index: dict[str, int], max_len: int) -> tuple[np.ndarray, bool]:
-    """(int32 ids of length ``max_len``, truncated?): the first ``max_len`` tokens, padded with 0 at the end."""
+def length_percentile(counts: Sequence[tuple[int, int]], percentile: float) -> int:
+    """The ``percentile``-th percentile (nearest rank) of document lengths given as sorted
+    ``(length, number of documents)`` pairs.
+
+    >>> length_percentile([(3, 90), (10, 5), (400, 5)], 95)
+    10
+    """
+    total = sum(c for _, c in counts)
+    if not total:
+        return 0
+    rank = max(1, -(-int(percentile * total) // 100))
+    seen = 0
+    for n, c in counts:
+        seen += c
+        if seen >= rank:
+            return n
+    return counts[-1][0]
+
+
+def keep_tokens(tokens: Sequence[str], max_len: int, truncation: str = "head") -> Sequence[str]:
+    """The tokens a document of more than ``max_len`` keeps: its first ``max_len`` (``head``), or its
+    first ``max_len // 2`` and its last ``max_len - max_len // 2`` (``head-tail``).
+
+    >>> keep_tokens(list("abcdefg"), 4, "head-tail")
+    ['a', 'b', 'f', 'g']
+    """
+    if len(tokens) <= max_len:
+        return tokens
+    if truncation == "head-tail":
+        head = max_len // 2
+        return [*tokens[:head], *tokens[len(tokens) - (max_len - head):]]
+    return tokens[:max_len]
+
+
+def encode_tokens(tokens: Sequence[str], index: dict[str, int], max_len: int,
+                  truncation: str = "head") -> tuple[np.ndarray, bool]:
+    """(int32 ids of length ``max_len``, truncated?): the tokens :func:`keep_tokens` keeps, padded
+    with 0 at the end."""
     out = np.zeros(max_len, dtype=np.int32)
-    n = min(len(tokens), max_len)
-    out[:n] = [index.get(t, OOV_ID) for t in tokens[:n]]
+    kept = keep_tokens(tokens, max_len, truncation)
+    out[:len(kept)] = [index.get(t, OOV_ID) for t in kept]
     return out, len(tokens) > max_len
 
 
@@ -208,7 +244,7 @@ def encode_texts(texts: Iterable[str], spec: TextSpec, index: dict[str, int]) ->
     """(N, max_len) int32 ids and an (N,) truncated flag for already-decoded texts."""
     rows, flags = [], []
     for t in texts:
-        ids, cut = encode_tokens(text_to_tokens(t, spec), index, spec.max_len)
+        ids, cut = encode_tokens(text_to_tokens(t, spec), index, spec.max_len, spec.truncation)
         rows.append(ids)
         flags.append(cut)
     if not rows:
