@@ -195,8 +195,12 @@ class TrainConfig:
 
     dataset: str = option(help="output of ingest-images / ingest-text")
     output: str = option(help="model directory to create (path or file://, hdfs://, s3:// URL)")
-    model: str = option("auto", help="auto, mlp, cnn, textcnn, bilstm, fasttext or module:function (auto: the "
-                                     "dataset kind's default, cnn for images, textcnn for text)")
+    model: str = option("auto", help="auto, mlp, cnn, conv_autoencoder, textcnn, bilstm, fasttext or module:function "
+                                     "(auto: the task's or the dataset kind's default: conv_autoencoder for --task "
+                                     "autoencoder, cnn for images, textcnn for text)")
+    task: str | None = option(None, metavar="NAME", help="what to learn: classification, regression or autoencoder (images, "
+                                                         "no labels needed); default: the dataset's task")
+    bottleneck: int = option(32, help="--task autoencoder: size of the bottleneck, the embedding scoring writes")
     epochs: int = option(5, help="training epochs (with --resume: the total)")
     batch_size: int = option(64, help="per rank")
     learning_rate: float = option(1e-3, help="per rank; scaled by the number of ranks")
@@ -253,6 +257,13 @@ class TrainConfig:
             raise UserInputError("--steps-per-epoch", "at least 1", self.steps_per_epoch)
         if self.threads_per_rank is not None and self.threads_per_rank < 1:
             raise UserInputError("--threads-per-rank", "at least 1", self.threads_per_rank)
+        if self.task is not None:
+            from sparkdl_pipe import tasks
+
+            if self.task not in tasks.names():
+                raise UserInputError("--task", f"one of {tasks.names()}", self.task)
+        if not 1 <= self.bottleneck <= 65536:
+            raise UserInputError("--bottleneck", "between 1 and 65536", self.bottleneck)
         self._check_finetune()
 
     def _check_finetune(self) -> None:
@@ -292,9 +303,15 @@ class ScoreConfig:
                                           "search")
     embedding_layer: str | None = option(None, metavar="NAME", help="with --embeddings: the layer whose output "
                                                                     "is the embedding (default: the head's input)")
+    anomaly_quantile: float | None = option(None, metavar="Q", help="autoencoder models: add is_anomaly, true when "
+                                                                    "a row's reconstruction error is above the Q "
+                                                                    "quantile of the validation errors (e.g. 0.99)")
 
     def __post_init__(self) -> None:
         _check_max_rejects(self.max_rejects)
+        if self.anomaly_quantile is not None and not 0.0 < self.anomaly_quantile < 1.0:
+            raise UserInputError("--anomaly-quantile", "a fraction strictly between 0 and 1 (e.g. 0.99)",
+                                 self.anomaly_quantile)
         if self.embedding_layer and not self.embeddings:
             raise UserInputError("--embedding-layer", "used with --embeddings", self.embedding_layer)
         if not 1 <= self.batch_size <= 1_000_000:

@@ -49,17 +49,23 @@ def register(spark, name: str, model_dir: str, batch_size: int = 1024):
 
     info = load_model_info(storage.to_url(model_dir))
     modality = modalities.get(info.kind)
+    task_ = tasks.get(info.task)
     check_model_file(fetch_model(info.model_url, info.model_id), info.spec.shape,
-                     tasks.get(info.task).n_outputs(info.labels))
+                     task_.output_size(info.labels, info.spec.shape), task_.embedding_layer)
     modality.load_artifacts(info.url, info.spec, info.card)
     ddl = result_schema(info.task, modality.key)
     names = [c.split()[0] for c in ddl.split(", ")]
     plain = {"model_url": info.model_url, "model_id": info.model_id, "ref": modality.ref,
              "spec": info.spec.to_dict(), "dir": info.url, "card": info.card, "labels": info.labels,
-             "task": info.task, "batch": batch_size}  # plain values only travel to the executors
+             "task": info.task, "batch": batch_size, "embedding": task_.embedding_layer}  # plain values only
 
     def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        from sparkdl_pipe.executor.score import MODEL_CACHE, mixed_inputs, predict_arrays
+        from sparkdl_pipe.executor.score import (
+            MODEL_CACHE,
+            mixed_inputs,
+            predict_arrays,
+            predict_with_embeddings,
+        )
         from sparkdl_pipe.modalities import resolve
 
         mod = resolve(plain["ref"])
@@ -69,7 +75,12 @@ def register(spark, name: str, model_dir: str, batch_size: int = 1024):
         model = MODEL_CACHE.get(plain["model_url"], plain["model_id"])
         for values in batches:
             x, ok, reason = mixed_inputs(mod, spec, artifacts, list(values))
-            cols = task.prediction_columns(predict_arrays(model, x, plain["batch"]), ok, plain["labels"])
+            emb = None
+            if plain["embedding"] is None:
+                outputs = predict_arrays(model, x, plain["batch"])
+            else:  # an autoencoder: its bottleneck and the reconstruction, in one pass
+                outputs, emb = predict_with_embeddings(model, x, plain["batch"], plain["embedding"])
+            cols = task.scored_columns(outputs, ok, plain["labels"], x, emb, {})
             yield pd.DataFrame({**{k: cols[k] for k in names if k in cols}, "reason": reason})
 
     udf = pandas_udf(predict, ddl)  # type: ignore[call-overload]

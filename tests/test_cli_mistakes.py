@@ -23,7 +23,7 @@ def rgb_model(tmp_path_factory):
 def test_config_mistakes_exit_2_with_one_line(digits_ds, rgb_model, tmp_path):
     ds = digits_ds[0]
     cases = [
-        (["train", "--dataset", ds, "--output", str(tmp_path / "m"), "--model", "resnet9000"], "one of ['bilstm', 'cnn', 'mlp', 'textcnn']"),
+        (["train", "--dataset", ds, "--output", str(tmp_path / "m"), "--model", "resnet9000"], "one of ['bilstm', 'cnn', 'conv_autoencoder', 'fasttext', 'mlp', 'textcnn']"),
         (["train", "--dataset", str(tmp_path / "nope"), "--output", str(tmp_path / "m")], "does not exist"),
         (["train", "--dataset", ds, "--output", str(tmp_path / "m"), "--rank-timeout", "1"], "--rank-timeout"),
         (["ingest-images", "--input", ds, "--output", str(tmp_path / "d"), "--image-size", "8", "9999"],

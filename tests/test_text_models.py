@@ -29,7 +29,8 @@ def test_text_builder_validation_and_kinds():
         get_builder("textcnn")((10,), 2, vocab_size=2)
     with pytest.raises(UserInputError, match="1 positive"):
         get_builder("bilstm")((10, 4), 2, vocab_size=50)
-    assert list_models("text") == ["bilstm", "fasttext", "textcnn"] and list_models("image") == ["cnn", "mlp"]
+    assert list_models("text") == ["bilstm", "fasttext", "textcnn"] and \
+        list_models("image") == ["cnn", "conv_autoencoder", "mlp"]
     assert resolve_model("auto", "image") == "cnn" and resolve_model("auto", "text") == "textcnn"
     assert resolve_model("mypkg:build", "text") == "mypkg:build"
     with pytest.raises(UserInputError, match="is for text datasets"):

@@ -244,14 +244,23 @@ def key_listing(spark, listing: FolderListing, cfg: IngestConfig):
         .groupBy("entry", "reason", "label_name", "split_hint", band.alias("band"), below.alias("below_val")) \
         .agg(F.count(F.lit(1)).alias("n")).collect()  # one job: the records' counts and the hidden files'
     listing.hidden_count = sum(r["n"] for r in rows if r["entry"] == "hidden")
-    st = tally([r for r in rows if r["entry"] == "record"])
+    counted = [r.asDict() for r in rows if r["entry"] == "record"]
     records = listing.records(tuple(c.split()[0] for c in KEYED_DDL.split(", ")))
-    return _assign_splits(spark, records, st, cfg, by_hash=True), st
+    if counted and all(r["reason"] == rj.NO_LABEL for r in counted):
+        # No label folder at all: an unlabeled dataset (label -1, no label name), for tasks that need
+        # none (autoencoder). A folder with some label folders still rejects the files outside them.
+        counted = [{**r, "reason": None} for r in counted]
+        unlabeled = F.col("reason") == rj.NO_LABEL
+        records = records.withColumn("message", F.when(unlabeled, F.lit(None)).otherwise(F.col("message"))) \
+            .withColumn("reason", F.when(unlabeled, F.lit(None)).otherwise(F.col("reason")))
+    st = tally(counted)
+    return _assign_splits(spark, records, st, cfg, by_hash=True, missing_label=-1), st
 
 
 def _assign_splits(spark, keyed, st: IngestStats, cfg: IngestConfig, by_hash: bool = False,
-                   with_content: bool = False):
-    """Keyed records with their final split and label index, partitioned for the write job."""
+                   with_content: bool = False, missing_label: int | None = None):
+    """Keyed records with their final split and label index (``missing_label`` for an accepted
+    record whose label is not a class: none, or an unlabeled folder's -1), partitioned for the write job."""
     from pyspark.sql import functions as F
 
     label_map = F.create_map(*[x for i, name in enumerate(st.labels) for x in (F.lit(name), F.lit(i))]) \
@@ -260,7 +269,7 @@ def _assign_splits(spark, keyed, st: IngestStats, cfg: IngestConfig, by_hash: bo
     n = _task_count(spark, st.total, _row_bytes(cfg.spec, modalities.get(cfg.kind)))
     out = keyed.withColumn("split", F.when(ok, split_column(st.hints, cfg.split.val_fraction,
                                                                cfg.split.test_fraction))) \
-        .withColumn("label", F.when(ok, label_map[F.col("label_name")] if label_map is not None else F.lit(None))
+        .withColumn("label", F.when(ok, label_map[F.col("label_name")] if label_map is not None else F.lit(missing_label))
                     .cast("int"))
     out = out.repartition(n, "order_key") if by_hash else out.repartitionByRange(n, "split", "order_key")
     out = out.sortWithinPartitions("split", "order_key")
@@ -510,7 +519,8 @@ def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestConfig, inp: s
             labels = planned.labels  # the stored label indices are positions in this list
             doc = {
                 "format": mf.FORMAT, "format_version": mf.FORMAT_VERSION, "kind": modality.kind,
-                "task": task.name,
+                # a folder with no label folders at all: unlabeled, what can be learnt without labels
+                "task": task.name if labels or task.name != "classification" else "autoencoder",
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "input": inp, "input_kind": input_kind,
                 "input_records": total,

@@ -5,7 +5,8 @@ matrix), so the numbers in the report are the card's numbers. matplotlib runs wi
 
 Files (under the model directory): ``report.md``, ``plots/curves.png`` (loss and accuracy, train vs
 validation, per epoch), ``plots/confusion.png`` (test split), ``plots/per_class.png`` (test
-precision and recall per class).
+precision and recall per class); for an autoencoder, ``plots/reconstructions.png`` (validation
+inputs vs reconstructions) and the reconstruction-error distribution instead of the class plots.
 """
 
 from __future__ import annotations
@@ -52,9 +53,10 @@ def plot_curves(history: list[dict], path: str) -> None:
     """Loss and accuracy per epoch, train vs validation, side by side."""
     plt = _plt()
     epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     second = "accuracy" if any("accuracy" in h or "val_accuracy" in h for h in history) else "mae"
-    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], second, second)):
+    keys = ["loss"] + ([second] if any(second in h or f"val_{second}" in h for h in history) else [])  # autoencoder: loss
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), dpi=100, squeeze=False)
+    for ax, key, title in ((axes[0][i], k, k) for i, k in enumerate(keys)):
         if any(key in h for h in history):
             ax.plot(epochs, [h.get(key) for h in history], "o-", label="train")
         if any(f"val_{key}" in h for h in history):
@@ -113,6 +115,28 @@ def plot_per_class(m: ClassMetrics, path: str) -> None:
     plt.close(fig)
 
 
+def plot_reconstructions(samples: dict, path: str) -> None:
+    """A grid of inputs (top row) and their reconstructions (bottom row), each with its error."""
+    plt = _plt()
+    inputs, recon = np.asarray(samples["inputs"]), np.asarray(samples["reconstructions"])
+    n = len(inputs)
+    fig, axes = plt.subplots(2, n, figsize=(1.3 * n + 0.6, 3.0), dpi=100, squeeze=False)
+    for i in range(n):
+        for row, img in ((0, inputs[i]), (1, recon[i])):
+            ax = axes[row][i]
+            gray = img.shape[-1] == 1
+            ax.imshow(img[..., 0] if gray else img, cmap="gray" if gray else None, vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[1][i].set_xlabel(f"{samples['errors'][i]:.4f}", fontsize=7)
+    axes[0][0].set_ylabel("input")
+    axes[1][0].set_ylabel("reconstruction")
+    fig.suptitle("validation images and their reconstructions (per-row MSE below)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def _fmt(v: float | None, digits: int = 4) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
@@ -129,23 +153,39 @@ def render_markdown(card: dict, plots: dict[str, str]) -> str:
         f"{tr['seconds']:.1f} s.", "",
         "## Result", "",
         "| metric | value |", "|---|---|",
-        f"| validation accuracy | {_fmt(fin.get('val_accuracy'))} |",
-        f"| validation loss | {_fmt(fin.get('val_loss'))} |",
-        f"| test accuracy | {_fmt(fin.get('test_accuracy'))} |",
-        f"| test loss | {_fmt(fin.get('test_loss'))} |",
-        *[f"| {split} {name} | {_fmt(fin.get(f'{pre}_{key}'))} |" for split, pre in (("validation", "val"),
-                                                                                    ("test", "test"))
-          for key, name in (("mae", "MAE"), ("rmse", "RMSE"), ("r2", "R²")) if f"{pre}_{key}" in fin],
-        f"| test rows | {fin.get('test_rows', 0)} |", "",
-        "## Per epoch", "",
-        "| epoch | loss | accuracy | val loss | val accuracy | samples/s | seconds |",
-        "|---|---|---|---|---|---|---|",
     ]
+    acc = not hist or any("accuracy" in h for h in hist)  # a task without accuracy (autoencoder): no n/a columns
+    for name, key in (("validation accuracy", "val_accuracy"), ("validation loss", "val_loss"),
+                      ("test accuracy", "test_accuracy"), ("test loss", "test_loss")):
+        if acc or "accuracy" not in key:
+            lines.append(f"| {name} | {_fmt(fin.get(key))} |")
+    lines += [f"| {split} {name} | {_fmt(fin.get(f'{pre}_{key}'))} |" for split, pre in (("validation", "val"),
+                                                                                       ("test", "test"))
+              for key, name in (("mae", "MAE"), ("rmse", "RMSE"), ("r2", "R²")) if f"{pre}_{key}" in fin]
+    cols = [(n, k) for n, k in (("loss", "loss"), ("accuracy", "accuracy"), ("val loss", "val_loss"),
+                                ("val accuracy", "val_accuracy")) if acc or "accuracy" not in k]
+    cols += [(f"val {n}", f"val_{k}") for n, k in (("MAE", "mae"), ("RMSE", "rmse"), ("R²", "r2"))
+             if any(f"val_{k}" in h for h in hist)]  # regression
+    lines += [f"| test rows | {fin.get('test_rows', 0)} |", "", "## Per epoch", "",
+              "| epoch | " + " | ".join(n for n, _ in cols) + " | samples/s | seconds |",
+              "|---|" + "---|" * (len(cols) + 2)]
     for h in hist:
-        lines.append(f"| {h['epoch']} | {_fmt(h['loss'])} | {_fmt(h.get('accuracy'))} | {_fmt(h.get('val_loss'))} | "
-                     f"{_fmt(h.get('val_accuracy'))} | {h['samples_per_s']:.0f} | {h['seconds']:.1f} |")
+        lines.append(f"| {h['epoch']} | " + " | ".join(_fmt(h.get(k)) for _, k in cols) +
+                     f" | {h['samples_per_s']:.0f} | {h['seconds']:.1f} |")
     lines += ["", f"![loss and accuracy]({plots['curves']})", ""]
-    if fin.get("test_confusion") is not None:
+    rec = fin.get("reconstruction_error")
+    if rec is not None:
+        lines += ["## Reconstruction error", "", f"{rec['metric']}; the anomaly score scoring writes.", "",
+                  "| split | rows | mean | p50 | p95 | p99 |", "|---|---|---|---|---|---|"]
+        for split in ("val", "test"):
+            d = rec.get(split)
+            if d:
+                lines.append(f"| {split} | {d['rows']} | {_fmt(d['mean'], 5)} | {_fmt(d['p50'], 5)} | "
+                             f"{_fmt(d['p95'], 5)} | {_fmt(d['p99'], 5)} |")
+        lines.append("")
+        if "reconstructions" in plots:
+            lines += [f"![inputs and reconstructions]({plots['reconstructions']})", ""]
+    elif fin.get("test_confusion") is not None:
         m = per_class_metrics(fin["test_confusion"], card["labels"])
         lines += ["## Test split", "", "| class | precision | recall | rows |", "|---|---|---|---|"]
         for i, lab in enumerate(m.labels):
@@ -157,10 +197,11 @@ def render_markdown(card: dict, plots: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def write_run_report(card: dict, model_dir: str) -> str:
+def write_run_report(card: dict, model_dir: str, samples: dict | None = None) -> str:
     """Write ``report.md`` and the PNG plots into ``model_dir`` (a local path); returns the report path.
 
-    Runs on: driver.
+    ``samples``: an autoencoder's inputs and reconstructions from rank 0, drawn as
+    ``plots/reconstructions.png``. Runs on: driver.
     """
     plots_dir = os.path.join(model_dir, PLOTS_DIR)
     os.makedirs(plots_dir, exist_ok=True)
@@ -173,6 +214,9 @@ def write_run_report(card: dict, model_dir: str) -> str:
         plots["per_class"] = f"{PLOTS_DIR}/per_class.png"
         plot_confusion(conf, card["labels"], os.path.join(model_dir, plots["confusion"]))
         plot_per_class(per_class_metrics(conf, card["labels"]), os.path.join(model_dir, plots["per_class"]))
+    if samples and "reconstructions" in samples:
+        plots["reconstructions"] = f"{PLOTS_DIR}/reconstructions.png"
+        plot_reconstructions(samples, os.path.join(model_dir, plots["reconstructions"]))
     path = os.path.join(model_dir, REPORT_FILE)
     with open(path, "w", encoding="utf-8") as f:
         f.write(render_markdown(card, plots))

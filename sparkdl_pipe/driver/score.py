@@ -113,10 +113,11 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
         raise DatasetError(f"input {cfg.input} does not exist")
     storage.prepare_output(out, cfg.overwrite)
     # safe mode and the card's sha256, once, before any task (the file is fetched to this node's cache)
-    embeddings = (cfg.embedding_layer or "") if cfg.embeddings else None
     task = tasks.get(model.task)
-    check_model_file(fetch_model(model.model_url, model.model_id), model.spec.shape, task.n_outputs(model.labels),
-                     embeddings)
+    task_options = task.score_options(model.card, cfg)  # e.g. --anomaly-quantile -> a threshold, refused here
+    embeddings = (cfg.embedding_layer or "") if cfg.embeddings else task.embedding_layer
+    check_model_file(fetch_model(model.model_url, model.model_id), model.spec.shape,
+                     task.output_size(model.labels, model.spec.shape), embeddings)
     spec = model.spec
     modality.load_artifacts(model.url, spec, model.card)  # a missing or altered vocabulary fails here
     fmt = score_format(inp, cfg.input_format, modality)
@@ -152,10 +153,10 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
                  modality_ref=modality.ref, spec_dict=spec.to_dict(), model_dir=model.url, card=model.card,
                  labels=model.labels, batch_size=cfg.batch_size, source=source, threads=score_threads(spark),
                  root=inp if fmt == "folder" else None, decoded_by_reader=fmt in READER_DECODED,
-                 task_name=model.task, embeddings=embeddings)
+                 task_name=model.task, embeddings=embeddings, task_options=task_options)
     try:
         return write_scores(spark, src, fn, cfg, model, inp, out, fmt, hidden, t0, id_col=modality.key,
-                            unknown_labels=unknown_labels)
+                            unknown_labels=unknown_labels, task_options=task_options)
     finally:
         if isinstance(hidden, FolderListing):
             hidden.unpersist()
@@ -169,7 +170,7 @@ def score_threads(spark) -> int:
 
 def write_scores(spark, src, score_fn, cfg: ScoreConfig, model, inp: str, out: str, fmt: str,
                  hidden: FolderListing | HiddenNames, t0: float, id_col: str = "path",
-                 unknown_labels: int = 0) -> ScoreResult:
+                 unknown_labels: int = 0, task_options: dict | None = None) -> ScoreResult:
     """Score ``src`` with the batch function ``score_fn`` (yielding ``SCORED_DDL``-like frames, the
     record id in ``id_col``) and publish predictions, rejects and the summary JSON, in one Spark job:
     each task writes its own part files and returns only counts. More rejects than
@@ -177,7 +178,8 @@ def write_scores(spark, src, score_fn, cfg: ScoreConfig, model, inp: str, out: s
     does not know. Runs on: driver."""
     with storage.staged_output(out, cfg.overwrite) as staging:
         summary = src.mapInPandas(partial(score_and_write, score=score_fn, staging=staging, id_col=id_col,
-                                          task_name=model.task, embeddings=cfg.embeddings),
+                                          task_name=model.task, embeddings=cfg.embeddings,
+                                          task_options=task_options),
                                   SCORE_SUMMARY_DDL).collect()
         keep_reported(staging, ("predictions", "rejects"), {r["name"] for r in summary if r["kind"] == "file"})
         counts: dict[str | None, list[int]] = {}
@@ -196,7 +198,8 @@ def write_scores(spark, src, score_fn, cfg: ScoreConfig, model, inp: str, out: s
         acc = correct / labelled if labelled and model.labels else None
         metrics = tasks.get(model.task).score_summary(storage.join(staging, "predictions")) if n_ok else {}
         devices = sorted({r["name"] for r in summary if r["kind"] == "device"})
-        for d, schema, n in (("predictions", predictions_schema(id_col, model.task, cfg.embeddings), n_ok),
+        for d, schema, n in (("predictions", predictions_schema(id_col, model.task, cfg.embeddings, task_options),
+                              n_ok),
                              ("rejects", rj.arrow_schema(id_col), n_rej)):
             rows = sum(r["n"] for r in summary if r["kind"] == "file" and r["name"].startswith(d + "/"))
             if rows != n:  # the tasks' counts and their files disagree: our bug
@@ -211,6 +214,7 @@ def write_scores(spark, src, score_fn, cfg: ScoreConfig, model, inp: str, out: s
             "rejects_by_reason": rejects_by_reason, "labelled_rows": labelled, "accuracy": acc,
             **({"metrics": metrics} if metrics else {}),
             "unknown_true_labels": unknown_labels, "max_rejects": cfg.max_rejects,
+            **({"task_options": task_options} if task_options else {}),
             "skipped": {**skipped.to_dict(), "examples": skipped.examples},
             "files_seen": total + skipped.count,
             "batch_size": cfg.batch_size, "seconds": time.time() - t0,

@@ -51,9 +51,17 @@ class TrainResult:
     weights_digests: list[str]
     seconds: float
     transport: str = "gloo"  # how the ranks exchanged gradients: gloo or mpi
+    val_loss: float | None = None
+    test_loss: float | None = None  # autoencoder: the mean reconstruction error of the test split
     final: dict = dataclasses.field(default_factory=dict)  # the card's final metrics (regression: test_mae...)
 
     def summary(self) -> str:
+        if self.test_accuracy is None and self.val_accuracy is None and "test_mae" not in self.final and \
+                "val_mae" not in self.final and (self.val_loss, self.test_loss) != (None, None):  # autoencoder
+            losses = ", ".join(f"{k} loss {v:.5f}" for k, v in (("val", self.val_loss), ("test", self.test_loss))
+                               if v is not None)
+            return (f"trained on {self.num_proc} ranks ({self.transport}) x {self.steps_per_epoch} steps/epoch in "
+                    f"{self.seconds:.1f}s: {losses}; model {self.output}")
         test = f"{self.test_accuracy:.4f}" if self.test_accuracy is not None else "n/a (no test split)"
         val = f"{self.val_accuracy:.4f}" if self.val_accuracy is not None else "n/a (no val split)"
         metrics = f"val accuracy {val}, test accuracy {test}"
@@ -81,6 +89,14 @@ def _check_dataset(info, cfg: TrainConfig, task, num_proc: int) -> None:
                            f"{num_proc} ranks", fix="Re-ingest with a smaller --row-group-mb or use fewer ranks")
 
 
+def _check_task_kind(info, cfg: TrainConfig, task) -> None:
+    """Refuse, on the driver, a task that cannot learn from this kind of data (autoencoder on text)."""
+    if task.kinds is not None and info.kind not in task.kinds:
+        raise DatasetError(f"task {task.name} cannot learn from dataset {cfg.dataset}: it is for "
+                           f"{' or '.join(task.kinds)} datasets, this one is {info.kind}",
+                           fix=f"Use --task {' or '.join(n for n in tasks.names() if n != task.name)}")
+
+
 def _split_plan(info, split: str, num_proc: int) -> SplitPlan:
     n = info.count(split)
     return SplitPlan(info.split_url(split) if n else None, max(1, min(num_proc, info.row_groups(split))), n)
@@ -93,6 +109,7 @@ def _model_card(cfg: TrainConfig, info, modality, task, plan: RankPlan, results:
     r0 = results[0]
     hist = r0["history"]
     val_acc = float(hist[-1]["val_accuracy"]) if hist and plan.val.url and "val_accuracy" in hist[-1] else None
+    val_loss = float(hist[-1]["val_loss"]) if hist and plan.val.url else None
     test = r0["test"] if plan.test.url else None
     final_extra = {f"val_{k}": hist[-1].get(f"val_{k}") for k in task.summary_keys} if hist and plan.val.url else {}
     final_extra.update({f"test_{k}": test.get(k) for k in task.summary_keys} if test else {})
@@ -116,10 +133,11 @@ def _model_card(cfg: TrainConfig, info, modality, task, plan: RankPlan, results:
                      "hosts": [r.get("host") for r in results],  # by rank
                      "horovod_loop": r0.get("horovod_loop")},
         "history": hist,
-        "final": {"val_accuracy": val_acc, "val_loss": float(hist[-1]["val_loss"]) if val_acc is not None else None,
+        "final": {"val_accuracy": val_acc, "val_loss": val_loss,
                   "test_accuracy": test.get("accuracy") if test else None,
                   "test_loss": test["loss"] if test else None, "test_rows": test["rows"] if test else 0,
-                  "test_confusion": test.get("confusion") if test else None, **final_extra},
+                  "test_confusion": test.get("confusion") if test else None, **final_extra,
+                  **task.final_extras(r0.get("val") if plan.val.url else None, test)},
         "task_options": plan.task_options,
         "parent": parent.to_dict() if parent is not None else None,
         "weights_digest": r0["weights_digest"],
@@ -157,9 +175,11 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     """
     t0 = time.time()
     info = load_dataset_info(cfg.dataset)
-    modality, task = modalities.get(info.kind), tasks.get(info.task)
+    modality, task = modalities.get(info.kind), tasks.get(cfg.task or info.task)
     spec = info.spec
-    model_name = resolve_model(cfg.model, info.kind)
+    _check_task_kind(info, cfg, task)
+    model_name = resolve_model(task.default_model if cfg.model == "auto" and task.default_model else cfg.model,
+                               info.kind)
     builder = get_builder(model_name)  # unknown names fail here, before any rank starts
     task_options = task.plan_options(cfg, info)  # a task's options it does not take: one line, here
     parent = None
@@ -190,7 +210,7 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
         test=_split_plan(info, "test", num_proc), shape=tuple(spec.shape), kind=info.kind,
         modality_ref=modality.ref,
         cache_shard=shard_mb <= cfg.cache_mb, shuffle_buffer=cfg.shuffle_buffer,
-        model=model_name, task=task.name, n_outputs=task.n_outputs(info.labels),
+        model=model_name, task=task.name, n_outputs=task.n_outputs_for(info.labels, cfg),
         builder_kwargs=modality.model_extras(spec), task_options=task_options,
         init_from=parent.model_url if parent else None, init_id=parent.model_id if parent else None,
         init_layer=parent.layer if parent else None,
@@ -226,7 +246,7 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
         storage.write_json(storage.join(staging, mc.CARD_FILE), card)
         report_dir = tempfile.mkdtemp(prefix="sparkdl_pipe-report-")  # drawn here, then uploaded
         try:
-            write_run_report(card, report_dir)
+            write_run_report(card, report_dir, results[0].get("samples"))
             storage.upload(report_dir, staging)
         finally:
             shutil.rmtree(report_dir, ignore_errors=True)
@@ -236,6 +256,7 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
     final = card["final"]
     res = TrainResult(out, model_id, num_proc, steps, card["history"], final["val_accuracy"],
                       final["test_accuracy"], [r["weights_digest"] for r in results], time.time() - t0, transport,
-                      {k: v for k, v in final.items() if k != "test_confusion"})
+                      final["val_loss"], final["test_loss"],
+                      {k: v for k, v in final.items() if k not in ("test_confusion", "reconstruction_error")})
     log.info(res.summary())
     return res

@@ -35,6 +35,7 @@ class WarmupAndAverage(keras.callbacks.Callback):
         self.history: list[dict] = list(resumed["history"]) if resumed else []
         self.t0 = time.time()
         self.epoch = 0
+        self.last_val: dict | None = None  # the task's full summary of the last validation
         from sparkdl_pipe import tasks
 
         task = tasks.get(plan.task)
@@ -66,7 +67,7 @@ class WarmupAndAverage(keras.callbacks.Callback):
             logs[k] = float(v)
         secs = time.time() - self.t0
         if p.val.url:  # every rank takes this branch or none does
-            val = self.eval_split(p.val)
+            val = self.last_val = self.eval_split(p.val)
             for k in self.val_keys:
                 logs[f"val_{k}"] = val[k]
             keys += [f"val_{k}" for k in self.val_keys]

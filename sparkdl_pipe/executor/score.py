@@ -226,7 +226,7 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
                   modality_ref: str, spec_dict: dict, model_dir: str, card: dict, labels: list[str],
                   batch_size: int, source: str, threads: int | None = None, root: str | None = None,
                   decoded_by_reader: bool = False, task_name: str = "classification",
-                  embeddings: str | None = None) -> Iterator[pd.DataFrame]:
+                  embeddings: str | None = None, task_options: dict | None = None) -> Iterator[pd.DataFrame]:
     """Score a partition of any kind of data. ``source`` says what the input holds:
 
     ``stored`` (an ingested split: the modality's feature column, ``true_label``), ``path`` (files
@@ -235,7 +235,8 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
     columns of :data:`SCORED_DDL`); rows that cannot be used carry ``reason``/``message`` and no
     prediction. With ``root`` (folder input), the true label is the file's label folder when the
     model knows that label. ``embeddings`` (``""``: the input of the head, or a layer's name) adds
-    an ``embedding`` column (float32 arrays) computed in the same forward pass.
+    an ``embedding`` column (float32 arrays) computed in the same forward pass. ``task_options``:
+    the task's scoring options from the driver (:meth:`~sparkdl_pipe.tasks.base.Task.score_options`).
     """
     from sparkdl_pipe import tasks
     from sparkdl_pipe.modalities import resolve
@@ -255,12 +256,13 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
         x, ok, reason, message = model_inputs(modality, spec, artifacts, pdf[col], source, decoded_by_reader)
         keys, true = _keys_and_labels(pdf, source, root_path, known, key_col, task)
         extra: dict = {}
+        emb = None
         if embeddings is None:
             outputs = predict_arrays(model, x, batch_size)
         else:
             outputs, emb = predict_with_embeddings(model, x, batch_size, embeddings)
             extra["embedding"] = embedding_column(emb, ok)
-        cols = task.prediction_columns(outputs, ok, labels)
+        cols = task.scored_columns(outputs, ok, labels, x, emb, task_options or {})
         cols.update(task.truth_columns(cols, true))
         yield pd.DataFrame({modality.key: keys, "true_label": true, **cols, **extra, "model_name": model_name,
                             "model_id": model_id, "reason": reason, "message": message, "device": device})
@@ -373,19 +375,26 @@ def mixed_inputs(modality, spec, artifacts, values) -> tuple[np.ndarray, np.ndar
     return x, ok, reason
 
 
-def predictions_schema(id_col: str, task_name: str = "classification", embeddings: bool = False):
+def predictions_schema(id_col: str, task_name: str = "classification", embeddings: bool = False,
+                       task_options: dict | None = None):
     """The Arrow schema of the predictions table (``id_col``: the modality's record key), with an
-    ``embedding`` list<float> column when embeddings are asked for."""
+    ``embedding`` list<float> column when embeddings are asked for (and the task's does not have
+    one already) and the columns the task's options add (an autoencoder's ``is_anomaly``)."""
     import pyarrow as pa
 
     from sparkdl_pipe import tasks
 
-    schema = tasks.get(task_name).prediction_schema(id_col)
-    return schema.append(pa.field("embedding", pa.list_(pa.float32()))) if embeddings else schema
+    task = tasks.get(task_name)
+    schema = task.prediction_schema(id_col)
+    for f in task.extra_prediction_fields(task_options or {}):
+        schema = schema.append(f)
+    if embeddings and "embedding" not in schema.names:
+        schema = schema.append(pa.field("embedding", pa.list_(pa.float32())))
+    return schema
 
 
 def write_scored(frames: Iterator[pd.DataFrame], staging: str, id_col: str, task_name: str = "classification",
-                 embeddings: bool = False) -> Iterator[pd.DataFrame]:
+                 embeddings: bool = False, task_options: dict | None = None) -> Iterator[pd.DataFrame]:
     """Write scored frames (:data:`SCORED_DDL` rows) as this task's part files of ``predictions`` and
     ``rejects`` under ``staging`` (:mod:`sparkdl_pipe.executor.parts`); yield only summary rows
     (:data:`SCORE_SUMMARY_DDL`). Runs on: executors."""
@@ -394,7 +403,7 @@ def write_scored(frames: Iterator[pd.DataFrame], staging: str, id_col: str, task
     from sparkdl_pipe.executor.parts import PartWriter
     from sparkdl_pipe.rejects import arrow_schema
 
-    preds = PartWriter(staging, "predictions", predictions_schema(id_col, task_name, embeddings))
+    preds = PartWriter(staging, "predictions", predictions_schema(id_col, task_name, embeddings, task_options))
     rejects = PartWriter(staging, "rejects", arrow_schema(id_col))
     pending: list = []
     counts: dict[str | None, list[int]] = {}
@@ -433,6 +442,7 @@ def write_scored(frames: Iterator[pd.DataFrame], staging: str, id_col: str, task
 
 
 def score_and_write(batches: Iterator[pd.DataFrame], score, staging: str, id_col: str,
-                    task_name: str = "classification", embeddings: bool = False) -> Iterator[pd.DataFrame]:
+                    task_name: str = "classification", embeddings: bool = False,
+                    task_options: dict | None = None) -> Iterator[pd.DataFrame]:
     """``score`` (a batch function yielding :data:`SCORED_DDL` frames) then :func:`write_scored`."""
-    yield from write_scored(score(batches), staging, id_col, task_name, embeddings)
+    yield from write_scored(score(batches), staging, id_col, task_name, embeddings, task_options)

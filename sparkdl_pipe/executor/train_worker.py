@@ -51,7 +51,7 @@ def evaluate_shard(model, url: str, shape: tuple[int, ...], shard: int | None, s
     totals = np.zeros(task.eval_size(num_classes), dtype=np.float64)
     for x, y in read_split(url, shape, shard=shard, shard_count=shard_count, kind=kind,
                            label_col=task.label_column, label_dtype=task.label_dtype):
-        totals += task.eval_totals(predict_arrays(model, x, 1024), y, num_classes)
+        totals += task.eval_totals(predict_arrays(model, x, 1024), task.eval_target(x, y), num_classes)
         if progress is not None:
             progress()
     return totals
@@ -123,6 +123,7 @@ def compile_model(model, task, learning_rate: float) -> None:
 
 def _train_input(plan: RankPlan, rank: int, size: int, modality):
     """This rank's looping, shuffled input: its shard cached in memory, or streamed from Petastorm."""
+    from sparkdl_pipe import tasks
     from sparkdl_pipe.executor.data import make_cached_train_dataset, make_train_dataset
 
     task = plan_task(plan)
@@ -137,7 +138,25 @@ def _train_input(plan: RankPlan, rank: int, size: int, modality):
         note = "streamed from Petastorm every epoch"
     if rank == 0:
         print(f"[rank 0] input: {note}", flush=True)
-    return ds.map(lambda x, y: (x, task.scale_targets(y))) if task.scales_targets() else ds
+    if task.scales_targets():
+        ds = ds.map(lambda x, y: (x, task.scale_targets(y)))
+    if type(task).train_target is not tasks.Task.train_target:
+        ds = ds.map(lambda x, y: (x, task.train_target(x, y)))  # e.g. an autoencoder learns its input
+    return ds
+
+
+def _report_samples(task, model, plan: RankPlan, modality) -> dict | None:
+    """Rank 0: the task's small arrays for the run report, from the first rows of val (else test, train)."""
+    from sparkdl_pipe.executor.data import read_split
+    from sparkdl_pipe.tasks import Task
+
+    if type(task).report_samples is Task.report_samples:  # nothing to draw: read nothing
+        return None
+    url = plan.val.url or plan.test.url or plan.train_url
+    for x, _ in read_split(url, plan.shape, kind=modality):
+        if len(x):
+            return task.report_samples(model, x)
+    return None
 
 
 def _save_model(model, local: str, plan: RankPlan, model_url: str, tb_local: str | None) -> dict:
@@ -229,11 +248,12 @@ def _train_rank(plan: RankPlan, local: str) -> dict:
                   callbacks=callbacks, verbose=0)
 
     test = eval_split(plan.test) if plan.test.url else None
+    samples = _report_samples(task, model, plan, modality) if rank == 0 else None
     digest = weights_digest(model.get_weights())
     model_file = _save_model(model, local, plan, plan.model_url, tb_local) if rank == 0 and plan.model_url else {}
     if hb is not None:
         hb.stop()
-    return {"rank": rank, "size": size, "history": cb.history, "test": test,
+    return {"rank": rank, "size": size, "history": cb.history, "test": test, "val": cb.last_val, "samples": samples,
             "weights_digest": digest, "model_file": model_file, "steps_per_epoch": plan.steps_per_epoch,
             "seconds": time.time() - t_start, "devices": devices.with_tf_gpus().to_dict(),
             "horovod_loop": horovod_loop(), "host": socket.gethostname()}

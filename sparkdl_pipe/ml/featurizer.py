@@ -2,7 +2,7 @@
 
 From a model directory (``sparkdl-pipe train``, or a fitted ``Keras*Classifier``), ``transform``
 adds ``outputCol`` (a ``pyspark.ml.linalg`` dense vector: the output of the layer before the task's
-head, or of ``layer``) computed in batches in the executors with exactly the model's preprocessing,
+head, or of ``layer``; an autoencoder's bottleneck) computed in batches in the executors with exactly the model's preprocessing,
 so it plugs straight into ``VectorAssembler``, ``LogisticRegression``, ``KMeans`` or
 ``BucketedRandomProjectionLSH``: the Deep Learning Pipelines recipe of images -> features -> MLlib.
 Rows that cannot be prepared get a null vector and their reason in ``rejectReasonCol``; filter them
@@ -63,7 +63,7 @@ class KerasFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
     def _transform(self, dataset):
         from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
-        from sparkdl_pipe import modalities
+        from sparkdl_pipe import modalities, tasks
         from sparkdl_pipe.executor.score import append_embeddings
         from sparkdl_pipe.model_fetch import fetch_model
         from sparkdl_pipe.safe_model import check_model_file
@@ -74,8 +74,10 @@ class KerasFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
         modality = modalities.get(info.kind)
         col, out, reason = self.getInputCol(), self.getOutputCol(), self.getOrDefault(self.rejectReasonCol)
         source = source_kind(dataset, col, modality)
-        layer = self.getOrDefault(self.layer)
-        check_model_file(fetch_model(info.model_url, info.model_id), info.spec.shape, len(info.labels), layer)
+        task = tasks.get(info.task)
+        layer = self.getOrDefault(self.layer) or task.embedding_layer or ""  # an autoencoder: its bottleneck
+        check_model_file(fetch_model(info.model_url, info.model_id), info.spec.shape,
+                         task.output_size(info.labels, info.spec.shape), layer)
         new = [c for c in (out, reason) if c]
         if set(new) & set(dataset.columns) or len(set(new)) != len(new):
             raise UserInputError(f"output columns {new}", "new, distinct column names",

@@ -65,9 +65,7 @@ def cnn_body(input_shape: Sequence[int], filters: Sequence[int] = (32, 64), dens
 
 def with_head(body, task, n_outputs: int):
     """``body`` with ``task``'s head on top, as one model of the body's name."""
-    import tf_keras as keras
-
-    return keras.Model(body.inputs, task.head(body.outputs[0], n_outputs), name=body.name)
+    return task.model(body, n_outputs)
 
 
 def build_mlp(input_shape: Sequence[int], num_classes: int, **kwargs):
@@ -82,3 +80,28 @@ def build_cnn(input_shape: Sequence[int], num_classes: int, **kwargs):
     from sparkdl_pipe.tasks import CLASSIFICATION
 
     return with_head(cnn_body(input_shape, **kwargs), CLASSIFICATION, num_classes)
+
+
+def conv_encoder_body(input_shape: Sequence[int], filters: Sequence[int] = (32, 64)):
+    """A convolutional encoder: [Conv3x3 stride 2 + ReLU] per filter count, flattened (no dropout).
+
+    The body of ``conv_autoencoder``: the autoencoder task puts the bottleneck (``embedding``) and
+    the decoder on top; with a softmax head it is a classifier like any body.
+    """
+    shape = check_shape(input_shape, ndim=3)
+    import tf_keras as keras
+
+    inputs = keras.Input(shape=shape, name="image")
+    x = keras.layers.Rescaling(1.0 / 255)(inputs)
+    for f in filters:
+        x = keras.layers.Conv2D(f, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, x, name="conv_autoencoder")
+
+
+def build_conv_autoencoder(input_shape: Sequence[int], bottleneck: int = 32, **kwargs):
+    """The convolutional autoencoder: :func:`conv_encoder_body` + a ``bottleneck``-sized linear
+    ``embedding`` + a transposed-convolution decoder back to ``input_shape`` (sigmoid pixels in [0, 1])."""
+    from sparkdl_pipe.tasks import AUTOENCODER
+
+    return with_head(conv_encoder_body(input_shape, **kwargs), AUTOENCODER, bottleneck)

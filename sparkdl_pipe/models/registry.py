@@ -17,6 +17,7 @@ _BUILTIN: dict[str, Callable] = {
     "cnn": builders.build_cnn,
     "bilstm": text_builders.build_bilstm,
     "textcnn": text_builders.build_textcnn,
+    "conv_autoencoder": builders.build_conv_autoencoder,
     "fasttext": text_builders.build_fasttext,
 }
 #: Built-in bodies by name: ``(input_shape, **modality extras)`` -> a model whose output is features.
@@ -25,11 +26,13 @@ BODIES: dict[str, Callable] = {
     "cnn": builders.cnn_body,
     "bilstm": text_builders.bilstm_body,
     "textcnn": text_builders.textcnn_body,
+    "conv_autoencoder": builders.conv_encoder_body,
     "fasttext": text_builders.fasttext_body,
 }
 
 #: The dataset kind (manifest ``kind``) each built-in model takes.
-MODEL_KINDS = {"mlp": "image", "cnn": "image", "bilstm": "text", "textcnn": "text", "fasttext": "text"}
+MODEL_KINDS = {"mlp": "image", "cnn": "image", "bilstm": "text", "textcnn": "text", "fasttext": "text",
+               "conv_autoencoder": "image"}
 
 
 def list_models(kind: str | None = None) -> list[str]:

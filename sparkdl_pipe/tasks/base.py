@@ -62,8 +62,64 @@ class Task:
     def finalize_model(self, model) -> None:
         """Rank 0, on the served copy before it is saved: anything folded into the weights."""
 
+    #: The kinds of data (manifest ``kind``) this task can learn from; None: every kind.
+    kinds: ClassVar[tuple[str, ...] | None] = None
+    #: The built-in model ``--model auto`` trains for this task (None: the kind's default).
+    default_model: ClassVar[str | None] = None
+    #: The layer scoring always reads an ``embedding`` column from (None: only with --embeddings).
+    embedding_layer: ClassVar[str | None] = None
+
     def n_outputs(self, labels: list[str]) -> int:
         raise NotImplementedError
+
+    def n_outputs_for(self, labels: list[str], cfg) -> int:
+        """The head's size for a training run (``cfg``: its TrainConfig); by default :meth:`n_outputs`."""
+        return self.n_outputs(labels)
+
+    def output_size(self, labels: list[str], input_shape) -> int:
+        """The last dimension of the trained model's output (checked against the model file)."""
+        return self.n_outputs(labels)
+
+    def model(self, body, n_outputs: int):
+        """``body`` with this task's head on top, as one model of the body's name."""
+        import tf_keras as keras
+
+        return keras.Model(body.inputs, self.head(body.outputs[0], n_outputs), name=body.name)
+
+    def train_target(self, x, y):
+        """What the model learns to output for a training batch (tensors): the labels by default."""
+        return y
+
+    def eval_target(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The target :meth:`eval_totals` compares the outputs with: the labels by default."""
+        return y
+
+    def final_extras(self, val: dict | None, test: dict | None) -> dict:
+        """Fields of the model card's ``final`` record beyond loss/accuracy (from the last val/test summaries)."""
+        return {}
+
+    def report_samples(self, model, x: np.ndarray) -> dict | None:
+        """Rank 0, after training: small arrays the run report draws (None: nothing to draw)."""
+        return None
+
+    def scored_columns(self, outputs: np.ndarray, ok: np.ndarray, labels: list[str], x: np.ndarray,
+                       embedding: np.ndarray | None, options: dict) -> dict:
+        """Columns of one scored batch, given also the model inputs ``x`` of the ``ok`` rows, the
+        embedding and the job's task options (:meth:`score_options`); by default :meth:`prediction_columns`."""
+        return self.prediction_columns(outputs, ok, labels)
+
+    def score_options(self, card: dict, score_cfg) -> dict:
+        """Task options for scoring, on the driver, from the model card and the ScoreConfig."""
+        if getattr(score_cfg, "anomaly_quantile", None) is not None:
+            from sparkdl_pipe.errors import UserInputError
+
+            raise UserInputError("--anomaly-quantile", "an autoencoder model", f"a {self.name} model",
+                                 "Anomaly scores come from reconstruction errors: train with --task autoencoder")
+        return {}
+
+    def extra_prediction_fields(self, options: dict) -> list:
+        """Arrow fields scoring adds to :meth:`prediction_schema` for these task options."""
+        return []
 
     def check_dataset(self, labels: list[str], where: str) -> None:
         """Refuse, on the driver, a dataset this task cannot learn from."""

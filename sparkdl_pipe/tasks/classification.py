@@ -26,7 +26,8 @@ class Classification(Task):
 
     def check_dataset(self, labels: list[str], where: str) -> None:
         if len(labels) < 2:
-            raise DatasetError(f"dataset {where} has {len(labels)} label(s)", "at least 2 to train a classifier")
+            raise DatasetError(f"dataset {where} has {len(labels)} label(s)", "at least 2 to train a classifier",
+                               fix=None if labels else "An unlabeled dataset trains with --task autoencoder")
 
     def head(self, features, n_outputs: int):
         if n_outputs < 2:
