@@ -268,6 +268,19 @@ def score_batches(batches: Iterator[pd.DataFrame], model_path: str, model_id: st
                             "model_id": model_id, "reason": reason, "message": message, "device": device})
 
 
+def _batch_setup(modality_ref: str, task_name: str, spec_dict: dict, model_dir: str, card: dict, model_path: str,
+                 model_id: str, threads: int | None):
+    """(modality, task, spec, fitted artifacts, model) for a Spark ML batch function, once per task."""
+    from sparkdl_pipe import tasks
+    from sparkdl_pipe.modalities import resolve
+
+    prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
+    modality = resolve(modality_ref)
+    spec = modality.spec_type.from_dict(spec_dict)
+    return (modality, tasks.get(task_name), spec, modality.load_artifacts(model_dir, spec, card),
+            MODEL_CACHE.get(model_path, model_id, threads))
+
+
 def append_predictions(batches: Iterator[pd.DataFrame], input_col: str, source: str, model_path: str,
                        model_id: str, modality_ref: str, spec_dict: dict, model_dir: str, card: dict,
                        labels: list[str], batch_size: int, out_cols: dict[str, str],
@@ -278,15 +291,8 @@ def append_predictions(batches: Iterator[pd.DataFrame], input_col: str, source: 
     The batch function behind the Spark ML Transformers (:mod:`sparkdl_pipe.ml`). ``out_cols`` maps
     ``prediction``, ``label``, ``probability`` and ``reason`` to output column names. Runs on: executors.
     """
-    from sparkdl_pipe import tasks
-    from sparkdl_pipe.modalities import resolve
-
-    prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
-    modality = resolve(modality_ref)
-    task = tasks.get(task_name)
-    spec = modality.spec_type.from_dict(spec_dict)
-    artifacts = modality.load_artifacts(model_dir, spec, card)
-    model = MODEL_CACHE.get(model_path, model_id, threads)
+    modality, task, spec, artifacts, model = _batch_setup(modality_ref, task_name, spec_dict, model_dir, card,
+                                                          model_path, model_id, threads)
     for pdf in batches:
         x, ok, reason, _ = model_inputs(modality, spec, artifacts, pdf[input_col], source)
         outputs = predict_arrays(model, x, batch_size)
@@ -309,15 +315,8 @@ def append_task_outputs(batches: Iterator[pd.DataFrame], input_col: str, source:
     """Keep every input column and add the task's output columns (``out_cols``: the task's name ->
     the output column's) and the reject reason. The batch function behind the Spark ML Models of
     tasks other than classification. Runs on: executors."""
-    from sparkdl_pipe import tasks
-    from sparkdl_pipe.modalities import resolve
-
-    prune_zip_importers()
-    modality = resolve(modality_ref)
-    task = tasks.get(task_name)
-    spec = modality.spec_type.from_dict(spec_dict)
-    artifacts = modality.load_artifacts(model_dir, spec, card)
-    model = MODEL_CACHE.get(model_path, model_id, threads)
+    modality, task, spec, artifacts, model = _batch_setup(modality_ref, task_name, spec_dict, model_dir, card,
+                                                          model_path, model_id, threads)
     for pdf in batches:
         x, ok, reason, _ = model_inputs(modality, spec, artifacts, pdf[input_col], source)
         cols = task.prediction_columns(predict_arrays(model, x, batch_size), ok, labels)

@@ -69,6 +69,14 @@ def as_vector(df, name: str):
     return df.withColumn(name, F.when(F.col(name).isNull(), F.lit(None)).otherwise(array_to_vector(F.col(name))))
 
 
+def scoring_threads(spark, batch_size: int) -> int:
+    """Set Arrow batches of ``batch_size`` rows for a scoring ``mapInPandas`` and return the
+    TensorFlow threads each Python worker may use (1 on a local master, else ``spark.task.cpus``)."""
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
+    sc = spark.sparkContext
+    return 1 if sc.master.startswith("local") else int(sc.getConf().get("spark.task.cpus", "1"))
+
+
 def source_kind(df, col: str, modality) -> str:
     """What an input column holds for ``modality``: ``content`` (the record's bytes) or ``path``."""
     from pyspark.sql.types import BinaryType, StringType
@@ -211,11 +219,8 @@ class KerasModel(Model, ScoringParams, DefaultParamsReadable, DefaultParamsWrita
                              StructField(outs["label"], StringType()),
                              StructField(outs["probability"], ArrayType(DoubleType())),
                              StructField(outs["reason"], StringType())])
-        spark = dataset.sparkSession
         bs = self.getScoreBatchSize()
-        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(bs))
-        threads = 1 if spark.sparkContext.master.startswith("local") else \
-            int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
+        threads = scoring_threads(dataset.sparkSession, bs)
         fn = partial(append_predictions, input_col=col, source=source, model_path=info.model_url,
                      model_id=info.model_id, modality_ref=modality.ref, spec_dict=info.spec.to_dict(),
                      model_dir=info.url, card=info.card, labels=info.labels, batch_size=bs, out_cols=outs,
@@ -243,11 +248,8 @@ class KerasModel(Model, ScoringParams, DefaultParamsReadable, DefaultParamsWrita
                                  "Rename the input's columns, or set predictionCol/rejectReasonCol")
         fields = [StructField(names[c], from_arrow_type(arrow.field(c).type)) for c in task.output_columns]
         schema = StructType([*dataset.schema.fields, *fields, StructField(reason, StringType())])
-        spark = dataset.sparkSession
         bs = self.getScoreBatchSize()
-        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(bs))
-        threads = 1 if spark.sparkContext.master.startswith("local") else \
-            int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
+        threads = scoring_threads(dataset.sparkSession, bs)
         fn = partial(append_task_outputs, input_col=col, source=source, model_path=info.model_url,
                      model_id=info.model_id, modality_ref=modality.ref, spec_dict=info.spec.to_dict(),
                      model_dir=info.url, card=info.card, labels=info.labels, batch_size=bs, out_cols=names,

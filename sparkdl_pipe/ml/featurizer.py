@@ -26,7 +26,7 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from sparkdl_pipe import model_card as mc
 from sparkdl_pipe.errors import UserInputError
-from sparkdl_pipe.ml.estimator import ModelDirReader, ModelDirWriter, as_vector, source_kind
+from sparkdl_pipe.ml.estimator import ModelDirReader, ModelDirWriter, as_vector, scoring_threads, source_kind
 
 
 class KerasFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable):
@@ -85,11 +85,8 @@ class KerasFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
         fields = [*dataset.schema.fields, StructField(out, ArrayType(FloatType()))]
         if reason:
             fields.append(StructField(reason, StringType()))
-        spark = dataset.sparkSession
         bs = self.getOrDefault(self.batchSize)
-        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(bs))
-        threads = 1 if spark.sparkContext.master.startswith("local") else \
-            int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
+        threads = scoring_threads(dataset.sparkSession, bs)
         fn = partial(append_embeddings, input_col=col, source=source, model_path=info.model_url,
                      model_id=info.model_id, modality_ref=modality.ref, spec_dict=info.spec.to_dict(),
                      model_dir=info.url, card=info.card, batch_size=bs, layer=layer, out_col=out,
