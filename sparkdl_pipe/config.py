@@ -20,6 +20,11 @@ from sparkdl_pipe.preprocess.spec import ImageSpec, TextSpec
 TRANSPORTS = ("auto", "gloo", "mpi")
 #: auto, a folder of files, a table of image paths (manifest), an ingested split (petastorm), tables.
 SCORE_INPUT_FORMATS = ("auto", "folder", "manifest", "petastorm", "csv", "tsv", "jsonl", "parquet", "txt")
+#: A local folder input of at most this many files is listed by the driver in one walk; a bigger one
+#: (and any remote store) by the executors in parallel (sparkdl_pipe.driver.listing).
+DRIVER_LISTING_MAX_FILES = 50_000
+_LISTING_HELP = ("a local folder of at most N files is listed by the driver in one walk (no Spark job: "
+                 "faster for small folders); a bigger one by the executors in parallel; 0: always the executors")
 
 
 def _check_fraction(name: str, v: float) -> None:
@@ -32,6 +37,11 @@ def _check_max_rejects(v: int | None) -> None:
         raise UserInputError("--max-rejects", "0 (fail on any reject) or more", v)
 
 
+def _check_listing(v: int) -> None:
+    if v < 0:
+        raise UserInputError("--driver-listing-max-files", "0 (always the executors) or more", v)
+
+
 def _check_ingest(cfg, what_input: str) -> None:
     """The checks every ingest config makes (``what_input``: the input it expects, for the message)."""
     _check_max_rejects(cfg.max_rejects)
@@ -41,6 +51,7 @@ def _check_ingest(cfg, what_input: str) -> None:
         raise UserInputError("--input", what_input, cfg.input)
     if not cfg.output:
         raise UserInputError("--output", "a dataset directory or URL", cfg.output)
+    _check_listing(cfg.driver_listing_max_files)
     if not 0.01 <= cfg.row_group_mb <= 1024:
         raise UserInputError("row_group_mb", "between 0.01 and 1024", cfg.row_group_mb)
 
@@ -94,6 +105,7 @@ class IngestConfig:
     labels: tuple[str, ...] | None = None  # only these labels are accepted; others: unknown_label
     max_rejects: int | None = None  # more rejects than this fail the job, nothing is published
     target_col: str | None = None  # a numeric target instead of a label: a regression dataset
+    driver_listing_max_files: int = DRIVER_LISTING_MAX_FILES  # a bigger folder is listed by the executors
 
     def __post_init__(self) -> None:
         _check_ingest(self, "a folder or a table file")
@@ -138,6 +150,7 @@ class IngestImagesConfig:
     labels: tuple[str, ...] | None = option(None, metavar="A,B,...", parse=_labels, help=_LABELS_HELP)
     max_rejects: int | None = option(None, metavar="N", help=_MAX_REJECTS_HELP)
     target_col: str | None = option(None, metavar="COL", help=_TARGET_HELP)
+    driver_listing_max_files: int = option(DRIVER_LISTING_MAX_FILES, metavar="N", help=_LISTING_HELP)
 
     def __post_init__(self) -> None:
         _check_ingest(self, "a folder of images or a manifest (.csv/.parquet)")
@@ -148,7 +161,8 @@ class IngestImagesConfig:
     def as_ingest_config(self) -> IngestConfig:
         return IngestConfig(self.input, self.output, self.image, self.split, "auto", self.manifest_path_col,
                             self.manifest_label_col, None, self.manifest_split_col, self.row_group_mb,
-                            self.overwrite, self.labels, self.max_rejects, self.target_col)
+                            self.overwrite, self.labels, self.max_rejects, self.target_col,
+                            self.driver_listing_max_files)
 
 
 @dataclass(frozen=True)
@@ -174,6 +188,7 @@ class IngestTextConfig:
     labels: tuple[str, ...] | None = option(None, metavar="A,B,...", parse=_labels, help=_LABELS_HELP)
     max_rejects: int | None = option(None, metavar="N", help=_MAX_REJECTS_HELP)
     target_col: str | None = option(None, metavar="COL", help=_TARGET_HELP)
+    driver_listing_max_files: int = option(DRIVER_LISTING_MAX_FILES, metavar="N", help=_LISTING_HELP)
 
     def __post_init__(self) -> None:
         _check_ingest(self, "a text file (.csv/.tsv/.jsonl/.parquet) or a folder")
@@ -186,7 +201,7 @@ class IngestTextConfig:
     def as_ingest_config(self) -> IngestConfig:
         return IngestConfig(self.input, self.output, self.text, self.split, self.input_format, self.text_col,
                             self.label_col, self.id_col, self.split_col, self.row_group_mb, self.overwrite,
-                            self.labels, self.max_rejects, self.target_col)
+                            self.labels, self.max_rejects, self.target_col, self.driver_listing_max_files)
 
 
 @dataclass(frozen=True)
@@ -306,9 +321,11 @@ class ScoreConfig:
     anomaly_quantile: float | None = option(None, metavar="Q", help="autoencoder models: add is_anomaly, true when "
                                                                     "a row's reconstruction error is above the Q "
                                                                     "quantile of the validation errors (e.g. 0.99)")
+    driver_listing_max_files: int = option(DRIVER_LISTING_MAX_FILES, metavar="N", help=_LISTING_HELP)
 
     def __post_init__(self) -> None:
         _check_max_rejects(self.max_rejects)
+        _check_listing(self.driver_listing_max_files)
         if self.anomaly_quantile is not None and not 0.0 < self.anomaly_quantile < 1.0:
             raise UserInputError("--anomaly-quantile", "a fraction strictly between 0 and 1 (e.g. 0.99)",
                                  self.anomaly_quantile)

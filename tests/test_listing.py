@@ -1,5 +1,6 @@
 """Folder inputs listed in the executors (issue 26): the driver reads folder names only, Spark tasks
-walk the folders; hidden files counted and listed in full, empty files and broken symlinks rejected
+walk the folders (a small local folder: the driver walks it with the same functions, below
+--driver-listing-max-files; both paths are checked against the same expectations); hidden files counted and listed in full, empty files and broken symlinks rejected
 with reasons, nested and symlinked folders, loops; files seen = accepted + rejected + hidden, exactly.
 Real local[2] Spark, real files, real Parquet; scoring uses the same listing; an S3 prefix too."""
 
@@ -75,10 +76,11 @@ def test_plan_units_reads_folder_names_only(lake):
     assert lst.plan_units("file://" + root, root, target_units=1) == ([("tree", root, None)], [])
 
 
-def test_distributed_listing_accounts_for_every_file(spark, lake, tmp_path):
+@pytest.mark.parametrize("max_files", [0, 1000], ids=["executors", "driver"])
+def test_distributed_listing_accounts_for_every_file(spark, lake, tmp_path, max_files):
     root, want = lake
     out = str(tmp_path / "ds")
-    res = run_ingest_images(spark, IngestImagesConfig(root, out, SPEC))
+    res = run_ingest_images(spark, IngestImagesConfig(root, out, SPEC, driver_listing_max_files=max_files))
     assert res.rejects_by_reason == {"empty_file": 2, "missing_file": 2}
     assert sum(res.counts.values()) == len(want["good"]) == 33 and res.labels == ["cat", "dog"]
     assert res.skipped_hidden == len(want["hidden"]) == 26
@@ -96,7 +98,7 @@ def test_distributed_listing_accounts_for_every_file(spark, lake, tmp_path):
     assert sorted(map(path_of, table["path"])) == sorted(want["hidden"])
     # the same input scored: the same listing, the same counts
     model = save_model_dir(str(tmp_path / "model"), _tiny_model(SPEC), ["cat", "dog"], SPEC)
-    sc = run_scoring(spark, ScoreConfig(model, root, str(tmp_path / "scores")))
+    sc = run_scoring(spark, ScoreConfig(model, root, str(tmp_path / "scores"), driver_listing_max_files=max_files))
     assert (sc.scored, sc.rejects_by_reason, sc.skipped_hidden) == (33, {"empty_file": 2, "missing_file": 2}, 26)
     summary = json.load(open(os.path.join(tmp_path, "scores", "_sparkdl_score.json")))
     assert summary["files_seen"] == 63 and summary["skipped"]["path"] == "skipped"
@@ -114,15 +116,26 @@ def test_many_folders_listed_by_many_tasks_match_a_walk(spark, tmp_path):
         for i in range(3):
             names.add(_write(str(root / f"l{f % 3}" / f"shard-{f:03d}" / f"{i}.png"), png))
     hidden = {_write(str(root / f"l{f}" / ".DS_Store"), b"x") for f in range(3)}
-    listing = lst.list_folder(spark, "file://" + str(root), {"seed": 1, "allowed_labels": None})
+    key = {"seed": 1, "allowed_labels": None}
+    listing = lst.list_folder(spark, "file://" + str(root), key, driver_max_files=0)
+    cols = ["path", "rel_path", "label_name", "split_hint", "u", "order_key", "reason", "entry"]
     try:
-        assert listing.units == 1 + 3 + 120 and sum(f.rdd.getNumPartitions() for f in listing.frames) >= 2
-        rows = listing.union().select("path", "rel_path", "label_name", "entry").collect()
+        assert listing.by == "executors" and listing.units == 1 + 3 + 120
+        assert sum(f.rdd.getNumPartitions() for f in listing.frames) >= 2
+        rows = listing.union().select(*cols).collect()
         assert {path_of(r["path"]) for r in rows if r["entry"] == "record"} == names
         assert {path_of(r["path"]) for r in rows if r["entry"] == "hidden"} == hidden
         assert all(r["label_name"] == r["rel_path"].split("/")[0] for r in rows if r["entry"] == "record")
     finally:
         listing.unpersist()
+    # the driver's walk: the same rows, keys included (exact 63-bit order keys on both paths); one
+    # file over its limit and the executors list the folder instead
+    small = lst.list_folder(spark, "file://" + str(root), key, driver_max_files=363)
+    assert small.by == "driver" and sorted(small.union().select(*cols).collect()) == sorted(rows)
+    assert any(r["order_key"] % 2**11 for r in rows if r["entry"] == "record")  # not rounded to a float's 53 bits
+    big = lst.list_folder(spark, "file://" + str(root), key, driver_max_files=362)
+    assert big.by == "executors" and big.union().count() == 363
+    big.unpersist()
     res = run_ingest_images(spark, IngestImagesConfig(str(root), str(tmp_path / "ds"), SPEC, labels=("l0", "l1")))
     assert res.rejects_by_reason == {"unknown_label": 120} and sum(res.counts.values()) == 240
     man = json.load(open(tmp_path / "ds" / "_sparkdl_manifest.json"))

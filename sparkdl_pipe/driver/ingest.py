@@ -319,7 +319,8 @@ def run_ingest(spark, cfg: IngestConfig | IngestImagesConfig | IngestTextConfig)
                              "targets in a table")
     if fmt == "folder":
         listing = list_folder(spark, inp, {"seed": cfg.split.seed, "allowed_labels":
-                                           list(cfg.labels) if cfg.labels is not None else None})
+                                           list(cfg.labels) if cfg.labels is not None else None},
+                              cfg.driver_listing_max_files)
         try:
             keyed, st = key_listing(spark, listing, cfg)
             listed = time.time() - t0

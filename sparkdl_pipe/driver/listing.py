@@ -1,6 +1,14 @@
 """Listing a folder input at data-lake scale: the driver lists folders, the executors list files.
 
-The driver reads the top one or two levels of the input and keeps only folder names (its memory
+A local folder of at most ``driver_max_files`` files (default
+:data:`sparkdl_pipe.config.DRIVER_LISTING_MAX_FILES`) is walked by the driver itself, with the same
+walking and keying functions the tasks run, and handed to Spark as one local table: a listing job
+costs a few seconds of fixed cost (Python workers, a persisted round per symlink level) that a
+small folder does not amortise. The walk stops as soon as it sees more files than that, and the
+executors list the folder instead; the driver then never holds more than that many rows. Remote
+stores are always listed by the executors (their listing calls are slow and worth spreading).
+
+Beyond that, the driver reads the top one or two levels of the input and keeps only folder names (its memory
 and work grow with the number of folders, not files); the folders become *units* that Spark tasks
 walk in parallel (:mod:`sparkdl_pipe.executor.listing`), keying each file for ingest on the spot.
 What the tasks find is persisted on the executors' disks (``DISK_ONLY``: in local mode the
@@ -32,12 +40,15 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from sparkdl_pipe import storage
+from sparkdl_pipe.config import DRIVER_LISTING_MAX_FILES
 from sparkdl_pipe.executor.listing import (
     LISTED_DDL,
     PATHS_SUMMARY_DDL,
     UNIT_DDL,
     is_hidden,
     list_units,
+    listed_frame,
+    listed_rows,
     write_paths,
 )
 from sparkdl_pipe.executor.parts import keep_reported
@@ -103,6 +114,8 @@ class FolderListing:
 
     root: str
     frames: list = field(default_factory=list)
+    #: ``driver`` (walked by the driver, one local table) or ``executors`` (Spark tasks, persisted).
+    by: str = "executors"
     units: int = 0
     links_followed: int = 0
     links_skipped: int = 0
@@ -235,11 +248,47 @@ def _follow(links: list[tuple[str, str]], walked: list[str]) -> tuple[list[tuple
     return units, skipped
 
 
-def list_folder(spark, root: str, key: dict | None = None) -> FolderListing:
-    """List a folder input (local path or URL) in the executors; ``key`` keys records for ingest
-    (``{"seed", "allowed_labels"}``, see :func:`sparkdl_pipe.executor.listing.list_units`).
+def _walk_on_driver(root: str, top: str, key: dict | None, max_files: int):
+    """The listing rows (a pandas DataFrame of :data:`LISTED_DDL`) of a local folder walked here,
+    with symlinked folders followed in the same rounds as the tasks'; None beyond ``max_files`` entries.
 
-    The returned listing's frames are persisted: call :meth:`FolderListing.unpersist` when done.
+    Returns (rows, units walked, links followed, links not followed)."""
+    import pandas as pd
+
+    units: list[tuple] = [("tree", top, None)]
+    walked = [os.path.realpath(top)]
+    parts: list[pd.DataFrame] = []
+    n = n_units = followed = skipped = 0
+    for _ in range(MAX_LINK_ROUNDS):
+        if not units:
+            break
+        n_units += len(units)
+        rows = []
+        for row in listed_rows(pd.DataFrame(units, columns=["kind", "dir", "exclude"]), root, key):
+            rows.append(row)
+            n += 1
+            if n > max_files:
+                return None
+        part = listed_frame(rows)
+        parts.append(part)
+        links = part[part["entry"] == "link"]
+        units, skip = _follow([(path_of(p), t) for p, t in zip(links["path"], links["link_target"], strict=True)],
+                              walked)
+        followed += len(units)
+        skipped += skip
+    else:
+        log.warning("stopped following symlinked folders after %d rounds", MAX_LINK_ROUNDS)
+    return pd.concat(parts, ignore_index=True), n_units, followed, skipped
+
+
+def list_folder(spark, root: str, key: dict | None = None,
+                driver_max_files: int = DRIVER_LISTING_MAX_FILES) -> FolderListing:
+    """List a folder input (local path or URL); ``key`` keys records for ingest (``{"seed",
+    "allowed_labels"}``, see :func:`sparkdl_pipe.executor.listing.list_units`).
+
+    A local folder of at most ``driver_max_files`` files is walked by the driver (0: never);
+    otherwise, and for a remote store, the executors list it and the returned listing's frames
+    are persisted: call :meth:`FolderListing.unpersist` when done (harmless either way).
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -247,6 +296,16 @@ def list_folder(spark, root: str, key: dict | None = None) -> FolderListing:
     sc = spark.sparkContext
     local = storage.is_local(root)
     top = storage.local_path(root) if local else root
+    if local and driver_max_files > 0:
+        walked_here = _walk_on_driver(root, top, key, driver_max_files)
+        if walked_here is not None:
+            rows, n_units, followed, skipped = walked_here
+            # one local table (Arrow), cut into slices for the jobs that read it; nothing to persist
+            frame = spark.createDataFrame(rows, LISTED_DDL) if len(rows) else \
+                spark.createDataFrame(sc.emptyRDD(), LISTED_DDL)
+            log.info("listed %s on the driver: %d entries", root, len(rows))
+            return FolderListing(root, [frame], "driver", n_units, followed, skipped)
+        log.info("%s holds more than %d files: listed by the executors", root, driver_max_files)
     units, links = plan_units(root, top, UNITS_PER_SLOT * sc.defaultParallelism)
     listing = FolderListing(root)
     walked = [os.path.realpath(top)] if local else [top]

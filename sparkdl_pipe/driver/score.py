@@ -134,7 +134,7 @@ def run_scoring(spark, cfg: ScoreConfig) -> ScoreResult:
             modality.key, modality.feature, F.col(tasks.get(info.task).truth_column).cast("string").alias("true_label"))
         source = "stored"
     elif fmt == "folder":
-        hidden = list_folder(spark, inp)  # listed in the executors, persisted until the job is done
+        hidden = list_folder(spark, inp, driver_max_files=cfg.driver_listing_max_files)  # unpersisted when done
         src, source = spread(hidden.records(("path",)), rows_per_partition=5000), "path"
     else:
         reads = modality.table_reads

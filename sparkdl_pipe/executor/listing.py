@@ -38,7 +38,8 @@ UNIT_DDL = "kind string, dir string, exclude array<string>"
 LISTED_DDL = ("path string, rel_path string, label_name string, split_hint string, u double, "
               "order_key long, reason string, message string, target double, entry string, link_target string")
 
-_COLUMNS = [c.split()[0] for c in LISTED_DDL.split(", ")]
+LISTED_COLUMNS = [c.split()[0] for c in LISTED_DDL.split(", ")]
+_ORDER_KEY = LISTED_COLUMNS.index("order_key")
 #: Characters ``urllib.parse.quote`` leaves alone: such a path's URL is ``file:`` + the path.
 _URL_SAFE = re.compile(r"[A-Za-z0-9_.~/-]*")
 ROWS_PER_BATCH = 8192
@@ -99,7 +100,9 @@ def walk_remote(kind: str, top_url: str) -> Iterator[tuple[str, str, str | None]
             yield "file", f"{scheme}://{info.path}", None
 
 
-def _rows(units: pd.DataFrame, root: str, key: dict | None) -> Iterator[tuple]:
+def listed_rows(units: pd.DataFrame, root: str, key: dict | None = None) -> Iterator[tuple]:
+    """The entries of the ``units`` (a frame of :data:`UNIT_DDL`), as tuples of :data:`LISTED_DDL`
+    (the driver walks a small folder with it; :func:`list_units` batches it in the tasks)."""
     from sparkdl_pipe import storage
     from sparkdl_pipe.executor.ingest import key_folder_file
 
@@ -136,6 +139,14 @@ def _rows(units: pd.DataFrame, root: str, key: dict | None) -> Iterator[tuple]:
                 yield (*key_folder_file(url, rel, key["seed"], allowed, label_hint=known[1]), "record", None)
 
 
+def listed_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Rows of :data:`LISTED_DDL` as a pandas frame whose order keys stay exact: a column of 63-bit
+    keys and nulls (hidden and link rows) would otherwise become float64, which keeps 53 bits."""
+    df = pd.DataFrame(rows, columns=LISTED_COLUMNS)
+    df["order_key"] = pd.array([r[_ORDER_KEY] for r in rows], dtype="Int64")
+    return df
+
+
 def list_units(batches: Iterator[pd.DataFrame], root: str, key: dict | None = None) -> Iterator[pd.DataFrame]:
     """Walk each unit (rows of :data:`UNIT_DDL`) and yield every entry found, as :data:`LISTED_DDL`.
 
@@ -145,13 +156,13 @@ def list_units(batches: Iterator[pd.DataFrame], root: str, key: dict | None = No
     prune_zip_importers()
     for units in batches:
         buf: list[tuple] = []
-        for row in _rows(units, root, key):
+        for row in listed_rows(units, root, key):
             buf.append(row)
             if len(buf) >= ROWS_PER_BATCH:
-                yield pd.DataFrame(buf, columns=_COLUMNS)
+                yield listed_frame(buf)
                 buf = []
         if buf:
-            yield pd.DataFrame(buf, columns=_COLUMNS)
+            yield listed_frame(buf)
 
 
 #: Spark DDL of what :func:`write_paths` yields: ``file`` (a part file it wrote: name, rows),
