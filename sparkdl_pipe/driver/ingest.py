@@ -114,6 +114,20 @@ def split_zones(val_fraction: float, test_fraction: float):
     return F.when(u < test_fraction, 0).when(u < test_fraction + val_fraction, 1).otherwise(2), u < val_fraction
 
 
+def _count_local(rows, by: list[str], val_fraction: float, test_fraction: float) -> list[dict]:
+    """The counts :func:`key_listing` makes, over a listing the driver holds (a pandas frame):
+    :func:`split_zones` computed with numpy, the same comparisons on the same doubles."""
+    import numpy as np
+
+    df = rows[rows["entry"] != "link"]
+    u = df["u"].to_numpy(dtype=float, na_value=np.nan)  # NaN (hidden rows) compares False: band 2, as null does
+    df = df.assign(band=np.where(u < test_fraction, 0, np.where(u < test_fraction + val_fraction, 1, 2)),
+                   below_val=u < val_fraction)
+    counts = df.groupby(by, dropna=False, sort=False).size()
+    return [{**{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in zip(by, key, strict=True)},
+             "n": int(n)} for key, n in counts.items()]
+
+
 def split_column(hints: set[str], val_fraction: float, test_fraction: float):
     """The final split as a Spark column: :func:`split_of` for every (hint, band, below_val) case."""
     from pyspark.sql import functions as F
@@ -239,12 +253,16 @@ def key_listing(spark, listing: FolderListing, cfg: IngestConfig):
 
     from pyspark.sql import functions as F
 
-    band, below = split_zones(cfg.split.val_fraction, cfg.split.test_fraction)
-    rows = listing.union().filter(F.col("entry") != "link") \
-        .groupBy("entry", "reason", "label_name", "split_hint", band.alias("band"), below.alias("below_val")) \
-        .agg(F.count(F.lit(1)).alias("n")).collect()  # one job: the records' counts and the hidden files'
+    by = ["entry", "reason", "label_name", "split_hint", "band", "below_val"]
+    if listing.local is not None:  # walked by the driver: counted here, no Spark job
+        rows = _count_local(listing.local, by, cfg.split.val_fraction, cfg.split.test_fraction)
+    else:
+        band, below = split_zones(cfg.split.val_fraction, cfg.split.test_fraction)
+        rows = [r.asDict() for r in listing.union().filter(F.col("entry") != "link")
+                .groupBy(*by[:4], band.alias("band"), below.alias("below_val"))
+                .agg(F.count(F.lit(1)).alias("n")).collect()]  # one job: the records' counts and the hidden files'
     listing.hidden_count = sum(r["n"] for r in rows if r["entry"] == "hidden")
-    counted = [r.asDict() for r in rows if r["entry"] == "record"]
+    counted = [r for r in rows if r["entry"] == "record"]
     records = listing.records(tuple(c.split()[0] for c in KEYED_DDL.split(", ")))
     if counted and all(r["reason"] == rj.NO_LABEL for r in counted):
         # No label folder at all: an unlabeled dataset (label -1, no label name), for tasks that need

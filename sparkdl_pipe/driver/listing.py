@@ -38,6 +38,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from sparkdl_pipe import storage
 from sparkdl_pipe.config import DRIVER_LISTING_MAX_FILES
@@ -121,6 +122,8 @@ class FolderListing:
     links_skipped: int = 0
     #: Set by the job that counts the records, or by :meth:`count`.
     hidden_count: int | None = None
+    #: A listing the driver walked: its rows (pandas, :data:`LISTED_DDL`), counted without a Spark job.
+    local: Any = None
 
     def union(self):
         out = self.frames[0]
@@ -139,6 +142,8 @@ class FolderListing:
         """How many hidden files (counted once: by the ingest's counting job, or here)."""
         from pyspark.sql import functions as F
 
+        if self.hidden_count is None and self.local is not None:
+            self.hidden_count = int((self.local["entry"] == "hidden").sum())
         if self.hidden_count is None:
             self.hidden_count = self.union().filter(F.col("entry") == "hidden").count()
         return self.hidden_count
@@ -168,6 +173,7 @@ class FolderListing:
         for f in self.frames:
             f.unpersist()
         self.frames = []
+        self.local = None
 
 
 def _scan_dirs(d: str) -> tuple[list[str], list[tuple[str, str]]]:
@@ -304,7 +310,7 @@ def list_folder(spark, root: str, key: dict | None = None,
             frame = spark.createDataFrame(rows, LISTED_DDL) if len(rows) else \
                 spark.createDataFrame(sc.emptyRDD(), LISTED_DDL)
             log.info("listed %s on the driver: %d entries", root, len(rows))
-            return FolderListing(root, [frame], "driver", n_units, followed, skipped)
+            return FolderListing(root, [frame], "driver", n_units, followed, skipped, local=rows)
         log.info("%s holds more than %d files: listed by the executors", root, driver_max_files)
     units, links = plan_units(root, top, UNITS_PER_SLOT * sc.defaultParallelism)
     listing = FolderListing(root)
