@@ -57,15 +57,10 @@ def register(spark, name: str, model_dir: str, batch_size: int = 1024):
     names = [c.split()[0] for c in ddl.split(", ")]
     plain = {"model_url": info.model_url, "model_id": info.model_id, "ref": modality.ref,
              "spec": info.spec.to_dict(), "dir": info.url, "card": info.card, "labels": info.labels,
-             "task": info.task, "batch": batch_size, "embedding": task_.embedding_layer}  # plain values only
+             "task": info.task, "batch": batch_size}  # plain values only
 
     def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        from sparkdl_pipe.executor.score import (
-            MODEL_CACHE,
-            mixed_inputs,
-            predict_arrays,
-            predict_with_embeddings,
-        )
+        from sparkdl_pipe.executor.score import MODEL_CACHE, mixed_inputs, task_columns
         from sparkdl_pipe.modalities import resolve
 
         mod = resolve(plain["ref"])
@@ -75,12 +70,7 @@ def register(spark, name: str, model_dir: str, batch_size: int = 1024):
         model = MODEL_CACHE.get(plain["model_url"], plain["model_id"])
         for values in batches:
             x, ok, reason = mixed_inputs(mod, spec, artifacts, list(values))
-            emb = None
-            if plain["embedding"] is None:
-                outputs = predict_arrays(model, x, plain["batch"])
-            else:  # an autoencoder: its bottleneck and the reconstruction, in one pass
-                outputs, emb = predict_with_embeddings(model, x, plain["batch"], plain["embedding"])
-            cols = task.scored_columns(outputs, ok, plain["labels"], x, emb, {})
+            cols = task_columns(task, model, x, ok, plain["labels"], plain["batch"])
             yield pd.DataFrame({**{k: cols[k] for k in names if k in cols}, "reason": reason})
 
     udf = pandas_udf(predict, ddl)  # type: ignore[call-overload]

@@ -294,23 +294,25 @@ def _assign_splits(spark, keyed, st: IngestStats, cfg: IngestConfig, by_hash: bo
     return out.select(*[c.split()[0] for c in _keyed_schema(with_content).split(", ")])
 
 
-def key_dataframe(spark, src, cfg: IngestConfig, root: str | None):
+def key_dataframe(spark, src, cfg: IngestConfig, root: str | None, unlabeled: bool = False):
     """(keyed DataFrame, :class:`IngestStats`, the persisted keys to unpersist when done) for
     records in Spark (a table, a DataFrame: the columns of :data:`.sources.TABLE_COLUMNS`).
 
     Keys are computed in the executors and kept; one aggregation gives the counts, then the
-    records are range-partitioned by (split, order key).
+    records are range-partitioned by (split, order key). ``unlabeled``: the input has no label
+    column; every record is stored with label -1 and no label name, as an unlabeled folder's are.
     """
     from pyspark import StorageLevel
 
     with_content = "content" in src.columns
     fn = partial(key_records, seed=cfg.split.seed, root=root, from_manifest=root is None,
                  allowed_labels=list(cfg.labels) if cfg.labels is not None else None,
-                 target_mode=cfg.target_col is not None)
+                 target_mode=cfg.target_col is not None, need_label=not unlabeled)
     keyed = src.mapInPandas(fn, KEYED_DDL + (", content binary" if with_content else "")) \
         .persist(StorageLevel.MEMORY_AND_DISK)
     st = ingest_stats(keyed, cfg.split.val_fraction, cfg.split.test_fraction)
-    return _assign_splits(spark, keyed, st, cfg, with_content=with_content), st, keyed
+    return _assign_splits(spark, keyed, st, cfg, with_content=with_content,
+                          missing_label=-1 if unlabeled else None), st, keyed
 
 
 def run_ingest(spark, cfg: IngestConfig | IngestImagesConfig | IngestTextConfig) -> IngestResult:
@@ -366,7 +368,7 @@ def run_ingest_text(spark, cfg: IngestTextConfig) -> IngestResult:
     return run_ingest(spark, cfg)
 
 
-def run_ingest_dataframe(spark, df, cfg, input_col: str, label_col: str,
+def run_ingest_dataframe(spark, df, cfg, input_col: str, label_col: str | None,
                          path_col: str | None = None) -> IngestResult:
     """Ingest a DataFrame of records (``input_col``) and labels (``label_col``), any kind of data.
 
@@ -375,8 +377,12 @@ def run_ingest_dataframe(spark, df, cfg, input_col: str, label_col: str,
     (the record's bytes: an image file, a text) or string: a path/URL to read for kinds whose
     tables name files (images), the record itself for kinds whose tables hold it (text). Each
     record's split key is ``path_col`` when given, the path (string paths), or a content hash.
+    ``label_col`` None: an unlabeled DataFrame, ingested as a folder with no label folders is
+    (every record accepted with label -1, ``labels: []``, the manifest's task ``autoencoder``).
 
     >>> run_ingest_dataframe(spark, df, cfg, input_col="image", label_col="label")  # doctest: +SKIP
+    >>> run_ingest_dataframe(spark, photos, cfg, input_col="path", label_col=None).labels  # doctest: +SKIP
+    []
     """
     from pyspark.sql import functions as F
     from pyspark.sql.types import BinaryType, StringType
@@ -386,8 +392,10 @@ def run_ingest_dataframe(spark, df, cfg, input_col: str, label_col: str,
     t0 = time.time()
     out = storage.to_url(cfg.output)
     storage.prepare_output(out, cfg.overwrite)
+    if label_col is None and cfg.target_col is not None:
+        raise UserInputError("a regression target", "a target column", None, "Give the DataFrame's target column")
     for col, what in ((input_col, "input column"), (label_col, "label column")):
-        if col not in df.columns:
+        if col is not None and col not in df.columns:
             raise UserInputError(f"{what} {col!r} is not in the DataFrame", f"one of {df.columns}")
     dtype = df.schema[input_col].dataType
     if isinstance(dtype, StringType) and modality.table_reads == "path":
@@ -398,9 +406,9 @@ def run_ingest_dataframe(spark, df, cfg, input_col: str, label_col: str,
         cols = [key.alias("path"), content.alias("content")]
     else:
         raise UserInputError(f"input column {input_col!r}", "binary (file bytes) or string", dtype.simpleString())
-    src = df.select(*cols, F.col(label_col).cast("string").alias("label_name"),
-                    F.lit(None).cast("string").alias("split_hint"))
-    keyed, st, cached = key_dataframe(spark, src, cfg, None)
+    label = F.col(label_col) if label_col is not None else F.lit(None)
+    src = df.select(*cols, label.cast("string").alias("label_name"), F.lit(None).cast("string").alias("split_hint"))
+    keyed, st, cached = key_dataframe(spark, src, cfg, None, unlabeled=label_col is None)
     return write_ingested(spark, keyed, st, cfg, cfg.input, out, "dataframe", HiddenNames([]), t0, cached)
 
 

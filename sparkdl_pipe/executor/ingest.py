@@ -106,9 +106,11 @@ def key_folder_file(path: str, rel: str, seed: int, allowed: set[str] | None, ne
 
 
 def key_records(batches: Iterator[pd.DataFrame], seed: int, root: str | None, from_manifest: bool,
-                allowed_labels: list[str] | None = None, target_mode: bool = False) -> Iterator[pd.DataFrame]:
+                allowed_labels: list[str] | None = None, target_mode: bool = False,
+                need_label: bool = True) -> Iterator[pd.DataFrame]:
     """:func:`key_record` for every row (``path`` [, ``label_name``, ``split_hint``, ``content``,
     ``malformed``]). Rows of :data:`KEYED_DDL`, with ``content`` passed through when the input has it.
+    ``need_label`` False: records of an unlabeled input (no label column) are not ``missing_label`` rejects.
     """
     prune_zip_importers()
     root_path = root_prefix(root) if root else None
@@ -120,7 +122,8 @@ def key_records(batches: Iterator[pd.DataFrame], seed: int, root: str | None, fr
         def col(name: str):
             return pdf[name] if name in pdf.columns else [None] * n  # noqa: B023
 
-        keyed = [key_record(p, lab, h, seed, root_path, from_manifest, allowed, c, bad, target_mode=target_mode)
+        keyed = [key_record(p, lab, h, seed, root_path, from_manifest, allowed, c, bad, need_label=need_label,
+                            target_mode=target_mode)
                  for p, lab, h, c, bad in zip(pdf["path"], col("label_name"), col("split_hint"), col("content"),
                                               col("malformed"), strict=True)]
         out = pd.DataFrame(keyed, columns=names) if keyed else pd.DataFrame({k: [] for k in names})

@@ -308,18 +308,33 @@ def append_predictions(batches: Iterator[pd.DataFrame], input_col: str, source: 
         yield out
 
 
+def task_columns(task, model, x: np.ndarray, ok: np.ndarray, labels: list[str], batch_size: int,
+                 options: dict | None = None) -> dict:
+    """The task's columns of one batch (:meth:`~sparkdl_pipe.tasks.base.Task.scored_columns`): one
+    forward pass, with the task's embedding layer read in the same pass when it has one (an
+    autoencoder's bottleneck). ``x``: the model inputs of the ``ok`` rows. Runs on: executors."""
+    emb = None
+    if task.embedding_layer is None:
+        outputs = predict_arrays(model, x, batch_size)
+    else:
+        outputs, emb = predict_with_embeddings(model, x, batch_size, task.embedding_layer)
+    return task.scored_columns(outputs, ok, labels, x, emb, options or {})
+
+
 def append_task_outputs(batches: Iterator[pd.DataFrame], input_col: str, source: str, model_path: str,
                         model_id: str, modality_ref: str, spec_dict: dict, model_dir: str, card: dict,
                         labels: list[str], batch_size: int, out_cols: dict[str, str], reason_col: str,
-                        threads: int | None = None, task_name: str = "regression") -> Iterator[pd.DataFrame]:
+                        threads: int | None = None, task_name: str = "regression",
+                        task_options: dict | None = None) -> Iterator[pd.DataFrame]:
     """Keep every input column and add the task's output columns (``out_cols``: the task's name ->
     the output column's) and the reject reason. The batch function behind the Spark ML Models of
-    tasks other than classification. Runs on: executors."""
+    tasks other than classification; ``task_options``: the task's scoring options from the driver
+    (an autoencoder's anomaly threshold). Runs on: executors."""
     modality, task, spec, artifacts, model = _batch_setup(modality_ref, task_name, spec_dict, model_dir, card,
                                                           model_path, model_id, threads)
     for pdf in batches:
         x, ok, reason, _ = model_inputs(modality, spec, artifacts, pdf[input_col], source)
-        cols = task.prediction_columns(predict_arrays(model, x, batch_size), ok, labels)
+        cols = task_columns(task, model, x, ok, labels, batch_size, task_options)
         out = pdf.copy()
         for name, col in out_cols.items():
             out[col] = cols[name]

@@ -3,6 +3,7 @@
 Runs on: driver.
 """
 
+from sparkdl_pipe.ml.autoencoder import KerasImageAutoencoder, KerasImageAutoencoderModel
 from sparkdl_pipe.ml.featurizer import KerasFeaturizer
 from sparkdl_pipe.ml.image import (
     KerasImageClassifier,
@@ -17,6 +18,6 @@ from sparkdl_pipe.ml.text import (
     KerasTextRegressorModel,
 )
 
-__all__ = ["KerasFeaturizer", "KerasImageClassifier", "KerasImageClassifierModel", "KerasImageRegressor",
-           "KerasImageRegressorModel", "KerasTextClassifier", "KerasTextClassifierModel", "KerasTextRegressor",
-           "KerasTextRegressorModel"]
+__all__ = ["KerasFeaturizer", "KerasImageAutoencoder", "KerasImageAutoencoderModel", "KerasImageClassifier",
+           "KerasImageClassifierModel", "KerasImageRegressor", "KerasImageRegressorModel", "KerasTextClassifier",
+           "KerasTextClassifierModel", "KerasTextRegressor", "KerasTextRegressorModel"]

@@ -108,17 +108,23 @@ class KerasEstimator(Estimator, ScoringParams, TrainingParams, DefaultParamsRead
 
     kind = "image"
     _model_class: type = None  # type: ignore[assignment]
+    #: The values the ``task`` Param may take for this Estimator.
+    _tasks: tuple[str, ...] = ML_TASKS
 
     def _spec(self):
         raise NotImplementedError
+
+    def _label_col(self) -> str | None:
+        """The DataFrame's label (or target) column for ingest; None: an unlabeled DataFrame."""
+        return self.getLabelCol()
 
     def _configs(self, work: str):
         from sparkdl_pipe.config import IngestConfig, SplitConfig, TrainConfig
 
         g = self.getOrDefault
         task = g(self.task)
-        if task not in ML_TASKS:
-            raise UserInputError("task", f"one of {list(ML_TASKS)}", task)
+        if task not in self._tasks:
+            raise UserInputError("task", f"one of {list(self._tasks)}", task)
         ds, out = storage.join(work, "dataset"), storage.join(work, MODEL_SUBDIR)
         icfg = IngestConfig(input=f"dataframe:{self.uid}", output=ds, spec=self._spec(),
                             split=SplitConfig(g(self.valFraction), g(self.testFraction), g(self.seed)),
@@ -160,7 +166,7 @@ class KerasEstimator(Estimator, ScoringParams, TrainingParams, DefaultParamsRead
                             f"{self.uid}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")
         icfg, tcfg = self._configs(work)
         with StageProgress(spark, "fit"):
-            ing = run_ingest_dataframe(spark, dataset, icfg, self.getInputCol(), self.getLabelCol(),
+            ing = run_ingest_dataframe(spark, dataset, icfg, self.getInputCol(), self._label_col(),
                                        self.getOrDefault(self.pathCol) or None)
         tracking = None
         if self.getOrDefault(self.mlflow) or self.getOrDefault(self.mlflowUri):
@@ -227,9 +233,19 @@ class KerasModel(Model, ScoringParams, DefaultParamsReadable, DefaultParamsWrita
                      threads=threads, task_name=info.task)
         return as_vector(dataset.mapInPandas(fn, schema), outs["probability"])
 
+    def _task_options(self, info: mc.ModelInfo) -> dict:
+        """The task's scoring options (:meth:`~sparkdl_pipe.tasks.base.Task.score_options`) this
+        Model scores with; none by default."""
+        return {}
+
+    def _output_name(self, column: str) -> str:
+        """The output column of the task's column ``column``: ``prediction`` is ``predictionCol``."""
+        return self.getPredictionCol() if column == "prediction" else column
+
     def _transform_task(self, dataset, info):
-        """Any other task: its :attr:`~sparkdl_pipe.tasks.base.Task.output_columns` (``prediction``
-        renamed to ``predictionCol``; arrays become MLlib Vectors) and ``rejectReasonCol``."""
+        """Any other task: its :attr:`~sparkdl_pipe.tasks.base.Task.output_columns` and the columns
+        its scoring options add (named by :meth:`_output_name`; arrays become MLlib Vectors) and
+        ``rejectReasonCol``."""
         from pyspark.sql.pandas.types import from_arrow_type
         from pyspark.sql.types import ArrayType, StringType, StructField, StructType
 
@@ -239,21 +255,25 @@ class KerasModel(Model, ScoringParams, DefaultParamsReadable, DefaultParamsWrita
         modality, task = modalities.get(info.kind), tasks.get(info.task)
         col = self.getInputCol()
         source = source_kind(dataset, col, modality)
+        options = self._task_options(info)
         arrow = task.prediction_schema(modality.key)
-        names = {c: self.getPredictionCol() if c == "prediction" else c for c in task.output_columns}
+        types = {**{c: arrow.field(c).type for c in task.output_columns},
+                 **{f.name: f.type for f in task.extra_prediction_fields(options)}}
+        names = {c: self._output_name(c) for c in types}
         reason = self.getRejectReasonCol()
-        clash = sorted(({*names.values(), reason}) & set(dataset.columns))
-        if clash:
-            raise UserInputError(f"output columns {[*names.values(), reason]}", "new column names", clash,
-                                 "Rename the input's columns, or set predictionCol/rejectReasonCol")
-        fields = [StructField(names[c], from_arrow_type(arrow.field(c).type)) for c in task.output_columns]
+        new = [*names.values(), reason]
+        clash = sorted(set(new) & set(dataset.columns))
+        if clash or len(set(new)) != len(new):
+            raise UserInputError(f"output columns {new}", "new, distinct column names", clash or new,
+                                 "Rename the input's columns, or set the Model's output column Params")
+        fields = [StructField(names[c], from_arrow_type(t)) for c, t in types.items()]
         schema = StructType([*dataset.schema.fields, *fields, StructField(reason, StringType())])
         bs = self.getScoreBatchSize()
         threads = scoring_threads(dataset.sparkSession, bs)
         fn = partial(append_task_outputs, input_col=col, source=source, model_path=info.model_url,
                      model_id=info.model_id, modality_ref=modality.ref, spec_dict=info.spec.to_dict(),
                      model_dir=info.url, card=info.card, labels=info.labels, batch_size=bs, out_cols=names,
-                     reason_col=reason, threads=threads, task_name=info.task)
+                     reason_col=reason, threads=threads, task_name=info.task, task_options=options)
         out = dataset.mapInPandas(fn, schema)
         for f in fields:
             if isinstance(f.dataType, ArrayType):

@@ -22,6 +22,17 @@ from sparkdl_pipe.ml.estimator import KerasEstimator, KerasModel
 from sparkdl_pipe.ml.params import ImageParams
 
 
+def image_spec(params: ImageParams):
+    """The :class:`~sparkdl_pipe.preprocess.spec.ImageSpec` of an image Estimator's ``imageSize`` and ``channels``."""
+    from sparkdl_pipe.preprocess.spec import ImageSpec
+
+    size = params.getOrDefault(params.imageSize)
+    if len(size) not in (1, 2):
+        raise UserInputError("imageSize", "[n] or [height, width]", size)
+    h, w = (size[0], size[0]) if len(size) == 1 else size
+    return ImageSpec(h, w, params.getOrDefault(params.channels))
+
+
 class KerasImageClassifierModel(KerasModel):
     """A trained image classifier as a Transformer (see :class:`~sparkdl_pipe.ml.estimator.KerasModel`).
 
@@ -66,13 +77,7 @@ class KerasImageClassifier(KerasEstimator, ImageParams):
         return self._set(**self._input_kwargs)  # type: ignore[attr-defined]
 
     def _spec(self):
-        from sparkdl_pipe.preprocess.spec import ImageSpec
-
-        size = self.getOrDefault(self.imageSize)
-        if len(size) not in (1, 2):
-            raise UserInputError("imageSize", "[n] or [height, width]", size)
-        h, w = (size[0], size[0]) if len(size) == 1 else size
-        return ImageSpec(h, w, self.getOrDefault(self.channels))
+        return image_spec(self)
 
 
 class KerasImageRegressorModel(KerasImageClassifierModel):

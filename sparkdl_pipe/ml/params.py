@@ -188,3 +188,60 @@ class TextParams(Params):
 
     def setInvalidUtf8(self, value: str):
         return self._set(invalidUtf8=value)
+
+
+class AutoencoderScoringParams(Params):
+    """What an autoencoder Model writes: its output columns and the anomaly quantile."""
+
+    anomalyQuantile = _p("anomalyQuantile", "is_anomaly: the reconstruction error is above this quantile "
+                         "(0 < q < 1) of the validation errors recorded at fit", TypeConverters.toFloat)
+    reconstructionErrorCol = _p("reconstructionErrorCol", "output column: the row's reconstruction error "
+                                "(mean squared error of pixels in [0, 1]; a double)", TypeConverters.toString)
+    isAnomalyCol = _p("isAnomalyCol", "output column: whether the reconstruction error is above the "
+                      "anomalyQuantile threshold (a boolean)", TypeConverters.toString)
+    embeddingCol = _p("embeddingCol", "output column: the bottleneck (an MLlib Vector)", TypeConverters.toString)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(anomalyQuantile=0.99, reconstructionErrorCol="reconstruction_error",
+                         isAnomalyCol="is_anomaly", embeddingCol="embedding")
+
+    def setAnomalyQuantile(self, value: float):
+        return self._set(anomalyQuantile=value)
+
+    def getAnomalyQuantile(self) -> float:
+        return self.getOrDefault(self.anomalyQuantile)
+
+    def setReconstructionErrorCol(self, value: str):
+        return self._set(reconstructionErrorCol=value)
+
+    def getReconstructionErrorCol(self) -> str:
+        return self.getOrDefault(self.reconstructionErrorCol)
+
+    def setIsAnomalyCol(self, value: str):
+        return self._set(isAnomalyCol=value)
+
+    def getIsAnomalyCol(self) -> str:
+        return self.getOrDefault(self.isAnomalyCol)
+
+    def setEmbeddingCol(self, value: str):
+        return self._set(embeddingCol=value)
+
+    def getEmbeddingCol(self) -> str:
+        return self.getOrDefault(self.embeddingCol)
+
+
+class AutoencoderParams(AutoencoderScoringParams):
+    """An autoencoder Estimator's own Params: the bottleneck, and what its Model writes."""
+
+    bottleneck = _p("bottleneck", "units of the linear bottleneck (the embedding)", TypeConverters.toInt)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(bottleneck=32)
+
+    def setBottleneck(self, value: int):
+        return self._set(bottleneck=value)
+
+    def getBottleneck(self) -> int:
+        return self.getOrDefault(self.bottleneck)

@@ -216,9 +216,7 @@ class Autoencoder(Task):
 
     def score_options(self, card: dict, score_cfg) -> dict:
         q = getattr(score_cfg, "anomaly_quantile", None)
-        if q is None:
-            return {}
-        return {"anomaly_quantile": check_quantile(q), "anomaly_threshold": anomaly_threshold(card, q)}
+        return {} if q is None else anomaly_options(card, q)
 
     def prediction_columns(self, outputs: np.ndarray, ok: np.ndarray, labels: list[str]) -> dict:
         raise NotImplementedError("the autoencoder's columns need the inputs: use scored_columns")
@@ -236,6 +234,12 @@ class Autoencoder(Task):
         if t is not None:
             cols["is_anomaly"] = [bool(e > t) if good else None for e, good in zip(err, ok, strict=True)]
         return cols
+
+
+def anomaly_options(card: dict, q: float) -> dict:
+    """The scoring options that add ``is_anomaly``: the quantile and its threshold (:func:`anomaly_threshold`).
+    Runs on: driver (the CLI's ``--anomaly-quantile``, the Spark ML Model's ``anomalyQuantile``)."""
+    return {"anomaly_quantile": check_quantile(q), "anomaly_threshold": anomaly_threshold(card, q)}
 
 
 def anomaly_threshold(card: dict, q: float) -> float:
