@@ -67,7 +67,7 @@ rank.
 split, auto trains both cheap text models, textcnn then fasttext, one after the other with the same
 options (ranks, epochs, batch size, learning rate, seed), and publishes the one with the higher val
 accuracy (a tie: lower val loss, then textcnn); the test split plays no part. It takes the two
-models' time. The other one is kept, complete, in <output>/candidates/<name>/; model_card.json
+models' time. The other one is kept, without its checkpoints, in <output>/candidates/<name>/; model_card.json
 ("selection") and report.md list both with their val accuracy and why the winner won. No val
 split, --task regression or --init-from: auto is textcnn alone. --resume continues the candidate
 that was interrupted and reuses the finished one. Output: <output>/model.keras, <output>/model_card.json, <output>/checkpoints/, <output>/report.md +

@@ -116,6 +116,7 @@ def test_auto_trains_both_cheap_models_and_publishes_the_better_on_val(spark, te
     # the loser is a complete model directory under candidates/, nothing half-published beside the output
     other = out / "candidates" / loser["name"]
     assert loser["published_as"] == f"candidates/{loser['name']}" and (other / "model.keras").exists()
+    assert (out / "checkpoints").exists() and not (other / "checkpoints").exists()  # a runner-up's are dropped
     assert json.load(open(other / "model_card.json"))["name"] == loser["name"]
     assert os.listdir(out / "candidates") == [loser["name"]] and sorted(os.listdir(tmp_path)) == ["auto"]
     assert "Model selection (`--model auto`)" in open(out / "report.md").read()
