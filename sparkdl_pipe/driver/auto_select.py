@@ -20,7 +20,7 @@ Where things are:
   they are what the card's comparison is about and a user can score one (``score --model
   NAME/candidates/fasttext``) without training it again; their checkpoints are dropped because they
   are most of the bytes (every epoch's weights and optimizer state: 138 of textcnn's 146 MB on the
-  news corpus, about 340 of fasttext's 352 MB on Rotten Tomatoes), so ``auto`` publishes about one
+  news corpus, 333 of fasttext's 352 MB on Rotten Tomatoes), so ``auto`` publishes about one
   model's checkpoints, as a single run does. Scoring reads only ``model.keras`` and the files its
   card names, so the subfolder does not change how the model is used; a Spark ML save copies only
   the winner.
