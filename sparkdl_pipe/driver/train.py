@@ -173,7 +173,7 @@ def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None
 
     >>> res = run_training(spark, TrainConfig("datasets/news", "models/news"))  # doctest: +SKIP
     >>> res.selection["winner"], res.selection["candidates"][1]["val_accuracy"]  # doctest: +SKIP
-    ('fasttext', 0.8518)
+    ('fasttext', 0.8568)
     """
     from sparkdl_pipe.driver.auto_select import run_selection, selection_candidates
 
