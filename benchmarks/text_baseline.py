@@ -101,6 +101,11 @@ def run_corpus(spark, name: str, csv: str, work: str, models: dict[str, int], tr
                                               epochs=epochs, batch_size=32, num_proc=2, overwrite=True))
         row["models"][model] = {"epochs": epochs, "val": res.val_accuracy, "test": res.test_accuracy,
                                 "epoch_s": epoch_seconds(res.history), "train_s": round(time.time() - t, 1)}
+        if res.selection:  # auto: which candidate won, and every candidate's val/test accuracy
+            row["models"][model]["selection"] = {
+                "winner": res.selection["winner"],
+                "candidates": {c["name"]: {"val": c["val_accuracy"], "test": c["test_accuracy"],
+                                           "train_s": c["seconds"]} for c in res.selection["candidates"]}}
         print(f"[text-bench] {name} {model}: {res.summary()}", flush=True)
     return row
 
@@ -115,7 +120,8 @@ def markdown(rows: list[dict]) -> str:
         out.append(f"| {r['corpus']} | {docs} | {ml} | TF-IDF + LR (MLlib, regParam {b['reg_param']:g}) | | "
                    f"{b['val']:.4f} | {b['test']:.4f} | | {b['fit_s']:.1f} (fits) |")
         for m, v in r["models"].items():
-            out.append(f"| | | | {m} | {v['epochs']} | {v['val']:.4f} | {v['test']:.4f} | "
+            name = f"{m} (chose {v['selection']['winner']})" if v.get("selection") else m
+            out.append(f"| | | | {name} | {v['epochs']} | {v['val']:.4f} | {v['test']:.4f} | "
                        f"{v['epoch_s'] if v['epoch_s'] is not None else 'n/a'} | {v['train_s']} |")
     return "\n".join(out)
 
@@ -124,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--corpora", nargs="+", default=["rt", "news"], choices=["rt", "news"])
     p.add_argument("--models", nargs="+", default=["fasttext:6", "textcnn:3"],
-                   help="MODEL:EPOCHS, trained on 2 ranks, batch 32 per rank")
+                   help="MODEL:EPOCHS, trained on 2 ranks, batch 32 per rank; auto:EPOCHS trains every text "
+                        "candidate for EPOCHS and keeps the best on val (its train s covers all of them)")
     p.add_argument("--truncation", default="head-tail", choices=["head", "head-tail"])
     p.add_argument("--news-wheel", default=None)
     p.add_argument("--workdir", default="/tmp/sparkdl-text-bench")

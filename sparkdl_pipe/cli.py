@@ -60,11 +60,20 @@ examples:
 
 Models: mlp, cnn (images), textcnn, bilstm, fasttext (text), or a function 'module:function' taking
 (input_shape, num_classes) (text: also vocab_size) and returning a tf_keras model: a body, on which
-the task puts its head (a softmax over the labels), or a complete softmax classifier, kept as it is. The default, auto, is cnn for image datasets and textcnn for text. --batch-size is per
+the task puts its head (a softmax over the labels), or a complete softmax classifier, kept as it is. --batch-size is per
 rank. Output: <output>/model.keras, <output>/model_card.json, <output>/checkpoints/, <output>/report.md +
 plots/*.png (run report), <output>/tensorboard/ (TensorBoard scalars); with --mlflow an MLflow run
 (params, per-epoch metrics, model + card as artifacts, dataset fingerprint as a tag). Progress is
-printed per epoch."""
+printed per epoch.
+
+--model auto (the default): cnn for image datasets. For a text classification dataset with a val
+split, auto trains both cheap text models, textcnn then fasttext, one after the other with the same
+options (ranks, epochs, batch size, learning rate, seed), and publishes the one with the higher val
+accuracy (a tie: lower val loss, then textcnn); the test split plays no part. It takes the two
+models' time. The other one is kept, without its checkpoints, in <output>/candidates/<name>/;
+model_card.json ("selection") and report.md list both with their val accuracy and why the winner
+won. No val split, --task regression or --init-from: auto is textcnn alone. --resume continues the
+candidate that was interrupted and reuses the finished one. Name a model to train only that one."""
 
 EPILOG_SCORE = """\
 examples:

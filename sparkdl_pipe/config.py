@@ -211,8 +211,9 @@ class TrainConfig:
     dataset: str = option(help="output of ingest-images / ingest-text")
     output: str = option(help="model directory to create (path or file://, hdfs://, s3:// URL)")
     model: str = option("auto", help="auto, mlp, cnn, conv_autoencoder, textcnn, bilstm, fasttext or module:function "
-                                     "(auto: the task's or the dataset kind's default: conv_autoencoder for --task "
-                                     "autoencoder, cnn for images, textcnn for text)")
+                                     "(auto: conv_autoencoder for --task autoencoder, cnn for images; text "
+                                     "classification: trains textcnn and fasttext, keeps the better on val, "
+                                     "see below; text regression: textcnn)")
     task: str | None = option(None, metavar="NAME", help="what to learn: classification, regression or autoencoder (images, "
                                                          "no labels needed); default: the dataset's task")
     bottleneck: int = option(32, help="--task autoencoder: size of the bottleneck, the embedding scoring writes")

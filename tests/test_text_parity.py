@@ -126,11 +126,14 @@ def test_keras_text_classifier_in_a_pipeline_saved_loaded_and_used(spark, tmp_pa
     assert isinstance(stage, KerasTextClassifierModel)
     assert stage.trainResult.weights_digests[0] == stage.trainResult.weights_digests[1]
     assert stage.ingestResult.input_records == 400 and stage.trainResult.test_accuracy >= 0.85
+    sel = stage.trainResult.selection  # model="auto": the same selection as train --model auto
+    assert [c["name"] for c in sel["candidates"]] == ["textcnn", "fasttext"]
+    assert stage.modelInfo().name == sel["winner"] and stage.modelInfo().card["selection"] == sel
     path = str(tmp_path / "pipe")
     model.write().overwrite().save(path)
     loaded = PipelineModel.load(path)
-    assert os.path.exists(os.path.join(path, "stages", os.listdir(os.path.join(path, "stages"))[0], "model",
-                                       "vocab.json"))
+    saved = os.path.join(path, "stages", os.listdir(os.path.join(path, "stages"))[0], "model")
+    assert os.path.exists(os.path.join(saved, "vocab.json")) and "candidates" not in os.listdir(saved)
     mine = make_docs(60, seed=7)
     new = spark.createDataFrame(pd.concat([mine[["text", "label"]],
                                            pd.DataFrame({"text": ["   "], "label": ["pos"]})], ignore_index=True))

@@ -32,7 +32,8 @@ def text_ds(spark, tmp_path_factory):
 def text_model(spark, text_ds, tmp_path_factory):
     _, _, ds, _ = text_ds
     out = str(tmp_path_factory.mktemp("text-model") / "m")
-    res = run_training(spark, TrainConfig(ds, out, epochs=4, batch_size=16, num_proc=2, learning_rate=2e-3))
+    res = run_training(spark, TrainConfig(ds, out, model="textcnn", epochs=4, batch_size=16, num_proc=2,
+                                          learning_rate=2e-3))
     return out, res
 
 
@@ -96,3 +97,29 @@ def test_image_model_on_text_dataset_is_refused(spark, text_ds, tmp_path):
     _, _, ds, _ = text_ds
     with pytest.raises(UserInputError, match="model 'cnn' is for image datasets"):
         run_training(spark, TrainConfig(ds, str(tmp_path / "m"), model="cnn"))
+
+
+def test_auto_trains_both_cheap_models_and_publishes_the_better_on_val(spark, text_ds, tmp_path):
+    _, _, ds, _ = text_ds
+    out = tmp_path / "auto"
+    res = run_training(spark, TrainConfig(ds, str(out), epochs=3, batch_size=16, num_proc=2, learning_rate=2e-3))
+    card = json.load(open(out / "model_card.json"))
+    sel = card["selection"]
+    assert [c["name"] for c in sel["candidates"]] == ["textcnn", "fasttext"]  # both trained, same options
+    assert all(c["trained"] == "train" and c["epochs"] == 3 and c["val_accuracy"] is not None
+               for c in sel["candidates"])
+    best = max(sel["candidates"], key=lambda c: (c["val_accuracy"], -c["val_loss"]))  # the recorded rule
+    loser = next(c for c in sel["candidates"] if c is not best)
+    assert sel["winner"] == best["name"] == card["name"] == card["training"]["model"] == res.selection["winner"]
+    assert card["training"]["model_requested"] == "auto" and card["final"]["val_accuracy"] == best["val_accuracy"]
+    assert res.val_accuracy == best["val_accuracy"] and res.model_id == card["model_id"] == best["model_id"]
+    # the loser is a complete model directory under candidates/, nothing half-published beside the output
+    other = out / "candidates" / loser["name"]
+    assert loser["published_as"] == f"candidates/{loser['name']}" and (other / "model.keras").exists()
+    assert (out / "checkpoints").exists() and not (other / "checkpoints").exists()  # a runner-up's are dropped
+    assert json.load(open(other / "model_card.json"))["name"] == loser["name"]
+    assert os.listdir(out / "candidates") == [loser["name"]] and sorted(os.listdir(tmp_path)) == ["auto"]
+    assert "Model selection (`--model auto`)" in open(out / "report.md").read()
+    # the published model loads and scores, with the accuracy the ranks measured
+    sc = run_scoring(spark, ScoreConfig(str(out), os.path.join(ds, "test"), str(tmp_path / "s")))
+    assert sc.accuracy == pytest.approx(res.test_accuracy, abs=1e-9) and sc.accuracy >= 0.85

@@ -194,7 +194,33 @@ def render_markdown(card: dict, plots: dict[str, str]) -> str:
                   f"![precision and recall]({plots['per_class']})", ""]
     else:
         lines += ["No test split: no confusion matrix or per-class metrics.", ""]
+    lines += _selection_markdown(card.get("selection"))
     return "\n".join(lines)
+
+
+def _selection_markdown(sel: dict | None) -> list[str]:
+    """``--model auto``'s choice among its candidates (:mod:`.auto_select`), when the card has one."""
+    if not sel:
+        return []
+    lines = ["## Model selection (`--model auto`)", "",
+             f"{sel['reason']}. Rule: {sel['rule']}. The test split plays no part in the choice.", "",
+             "| candidate | val accuracy | val loss | test accuracy | epochs | train s | published as |",
+             "|---|---|---|---|---|---|---|"]
+    for c in sel["candidates"]:
+        name = f"**{c['name']}**" if c["name"] == sel["winner"] else c["name"]
+        lines.append(f"| {name} | {_fmt(c['val_accuracy'])} | {_fmt(c['val_loss'])} | {_fmt(c['test_accuracy'])} "
+                     f"| {c['epochs']} | {c['seconds']:.1f} | `{c['published_as']}` |")
+    return [*lines, ""]
+
+
+def plot_names(card: dict, samples: dict | None = None) -> dict[str, str]:
+    """The plots :func:`write_run_report` draws for ``card``: name -> path relative to the model directory."""
+    plots = {"curves": f"{PLOTS_DIR}/curves.png"}
+    if card["final"].get("test_confusion") is not None:
+        plots.update(confusion=f"{PLOTS_DIR}/confusion.png", per_class=f"{PLOTS_DIR}/per_class.png")
+    if samples and "reconstructions" in samples:
+        plots["reconstructions"] = f"{PLOTS_DIR}/reconstructions.png"
+    return plots
 
 
 def write_run_report(card: dict, model_dir: str, samples: dict | None = None) -> str:
@@ -205,17 +231,14 @@ def write_run_report(card: dict, model_dir: str, samples: dict | None = None) ->
     """
     plots_dir = os.path.join(model_dir, PLOTS_DIR)
     os.makedirs(plots_dir, exist_ok=True)
-    plots = {"curves": f"{PLOTS_DIR}/curves.png"}
+    plots = plot_names(card, samples)
     if card["history"]:
         plot_curves(card["history"], os.path.join(model_dir, plots["curves"]))
     conf = card["final"].get("test_confusion")
     if conf is not None:
-        plots["confusion"] = f"{PLOTS_DIR}/confusion.png"
-        plots["per_class"] = f"{PLOTS_DIR}/per_class.png"
         plot_confusion(conf, card["labels"], os.path.join(model_dir, plots["confusion"]))
         plot_per_class(per_class_metrics(conf, card["labels"]), os.path.join(model_dir, plots["per_class"]))
-    if samples and "reconstructions" in samples:
-        plots["reconstructions"] = f"{PLOTS_DIR}/reconstructions.png"
+    if samples and "reconstructions" in plots:
         plot_reconstructions(samples, os.path.join(model_dir, plots["reconstructions"]))
     path = os.path.join(model_dir, REPORT_FILE)
     with open(path, "w", encoding="utf-8") as f:

@@ -54,6 +54,7 @@ class TrainResult:
     val_loss: float | None = None
     test_loss: float | None = None  # autoencoder: the mean reconstruction error of the test split
     final: dict = dataclasses.field(default_factory=dict)  # the card's final metrics (regression: test_mae...)
+    selection: dict | None = None  # --model auto with candidates: the card's "selection" (who was trained, who won)
 
     def summary(self) -> str:
         if self.test_accuracy is None and self.val_accuracy is None and "test_mae" not in self.final and \
@@ -68,8 +69,9 @@ class TrainResult:
         if self.final.get("test_mae") is not None or self.final.get("val_mae") is not None:
             metrics = ", ".join(f"{k.replace('_', ' ')} {self.final[k]:.4f}" for k in
                                 ("val_mae", "test_mae", "test_rmse", "test_r2") if self.final.get(k) is not None)
+        chosen = f"; {self.selection['reason']}" if self.selection else ""
         return (f"trained on {self.num_proc} ranks ({self.transport}) x {self.steps_per_epoch} steps/epoch in "
-                f"{self.seconds:.1f}s: {metrics}; model {self.output}")
+                f"{self.seconds:.1f}s: {metrics}{chosen}; model {self.output}")
 
 
 def _threads_per_rank(spark, num_proc: int) -> int:
@@ -161,6 +163,28 @@ def _checked_results(results: list[dict], model_url: str) -> tuple[list[dict], s
 
 def run_training(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.dataset`` with ``num_proc`` Horovod ranks in Spark executors.
+
+    Runs on: driver.
+
+    ``model="auto"`` on a text classification dataset with a val split trains each of the text
+    modality's cheap candidates (textcnn, fasttext) with the same options and publishes the one with
+    the best val accuracy, the others under ``<output>/candidates/`` (:mod:`.auto_select`); anything
+    else trains one model (:func:`train_single`).
+
+    >>> res = run_training(spark, TrainConfig("datasets/news", "models/news"))  # doctest: +SKIP
+    >>> res.selection["winner"], res.selection["candidates"][1]["val_accuracy"]  # doctest: +SKIP
+    ('fasttext', 0.8568)
+    """
+    from sparkdl_pipe.driver.auto_select import run_selection, selection_candidates
+
+    candidates = selection_candidates(cfg)
+    if candidates:
+        return run_selection(spark, cfg, candidates, tracking)
+    return train_single(spark, cfg, tracking)
+
+
+def train_single(spark, cfg: TrainConfig, tracking: TrackingConfig | None = None) -> TrainResult:
+    """Train one model, ``cfg.model`` (``auto``: the task's or the dataset kind's default), and publish it.
 
     Runs on: driver.
 

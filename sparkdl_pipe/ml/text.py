@@ -44,7 +44,11 @@ class KerasTextClassifier(KerasEstimator, TextParams):
     integer labels. The texts are tokenized in the executors, split train/val/test by a stable hash
     (of ``pathCol`` when given, else of the text), the vocabulary is fitted on the train split,
     and ``numProc`` ranks train on the token ids; bad texts are set aside with a reason.
-    ``model``: ``auto`` (textcnn), ``textcnn``, ``bilstm`` or ``module:function``.
+    ``model``: ``auto``, ``textcnn``, ``fasttext``, ``bilstm`` or ``module:function``. ``auto`` trains
+    textcnn and fasttext with the same Params and keeps the one with the higher val accuracy (the
+    same :func:`~sparkdl_pipe.driver.train.run_training` as ``train --model auto``; the choice is in
+    ``modelInfo().card["selection"]`` and ``trainResult.selection``; a saved model holds the winner
+    only); for regression, or ``valFraction=0``, ``auto`` is textcnn.
     """
 
     kind = "text"

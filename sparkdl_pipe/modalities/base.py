@@ -54,6 +54,10 @@ class Modality:
     key: ClassVar[str] = "path"
     #: The built-in model trained when ``--model auto``.
     default_model: ClassVar[str]
+    #: With ``--model auto`` on a classification dataset of this kind: the cheap models that are all
+    #: trained, the best on the val split published (:mod:`sparkdl_pipe.driver.auto_select`); empty:
+    #: ``auto`` trains ``default_model`` alone. The first one wins a tie.
+    auto_candidates: ClassVar[tuple[str, ...]] = ()
     #: What a table input's main column (and a DataFrame's string column) holds: ``path`` (a file to
     #: read, as image manifests) or ``content`` (the record itself, as a text column).
     table_reads: ClassVar[str] = "path"

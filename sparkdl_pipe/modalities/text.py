@@ -34,7 +34,8 @@ class TextModality(Modality):
     feature = "tokens"
     dtype = "<i4"
     key = "id"
-    default_model = "textcnn"
+    default_model = "textcnn"  # auto without a val split, and for regression
+    auto_candidates = ("textcnn", "fasttext")  # benchmarks/NOTES.md, changes 30 and 33
     table_reads = "content"
     needs_fit = True
     #: tokens: tokens before truncation; truncated: 1 when over max_len; replacement_char: 1 when the

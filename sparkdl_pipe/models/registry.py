@@ -42,7 +42,9 @@ def list_models(kind: str | None = None) -> list[str]:
 
 def resolve_model(name: str, kind: str) -> str:
     """The model to train on a dataset of ``kind``: ``auto`` picks the kind's default; a built-in
-    model of the other kind is refused here, on the driver, before any rank starts.
+    model of the other kind is refused here, on the driver, before any rank starts. (``auto`` on a
+    text classification dataset trains several candidates and keeps the best on val: that choice is
+    :mod:`sparkdl_pipe.driver.auto_select`'s, which trains each with its own name.)
 
     >>> resolve_model("auto", "text")
     'textcnn'
