@@ -293,6 +293,8 @@ def run_scale_benchmark(spark, cfg: ScaleConfig, workdir: str):
     spec = ImageSpec(28, 28, 1)
     jvm = driver_jvm_pid(spark)
     res.details["jvm_pid_found"] = jvm is not None
+    # local mode: the driver's JVM is also the executor, so its memory includes the tasks'
+    res.details["master"] = spark.sparkContext.master
     # an untimed small ingest first starts the Python workers, so no timed line pays for that
     warm = os.path.join(base, "images-warm-up")
     generate(warm, cfg.folders * 2, cfg, cores)
@@ -358,8 +360,11 @@ def scale_markdown(res) -> str:
     """The scale benchmark's table and goals, as Markdown."""
     m = res.machine
     d = res.details
+    master = d.get("master", "local")
+    where = ("local mode: the driver's JVM is also the executor, its memory includes the tasks'"
+             if master.startswith("local") else f"on {master}: the executors are other JVMs")
     lines = [f"Scale benchmark, {m['date']} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB), "
-             f"{res.seconds:.0f} s in all (generation included).", "",
+             f"{res.seconds:.0f} s in all (generation included); {where}.", "",
              "| files | generate (s, once) | list + count (s) | ingest (s) | ingest images/s | decode-only "
              "images/s | ratio | driver Python peak RSS (MiB) | driver JVM peak RSS (MiB) |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
