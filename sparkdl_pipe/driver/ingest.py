@@ -106,12 +106,24 @@ def split_of(hint: str | None, band: int, below_val: bool, hints: set[str]) -> s
     return hint
 
 
+def _double(x: float) -> str:
+    """A Python float as a Spark SQL double literal, exactly (Java parses Python's shortest repr back)."""
+    return f"CAST('{float(x)!r}' AS DOUBLE)"
+
+
+def _zones_sql(val_fraction: float, test_fraction: float) -> tuple[str, str]:
+    """(band, below_val) as Spark SQL over the record hash ``u``: what :func:`split_of` reads."""
+    band = (f"CASE WHEN u < {_double(test_fraction)} THEN 0 "
+            f"WHEN u < {_double(test_fraction + val_fraction)} THEN 1 ELSE 2 END")
+    return band, f"u < {_double(val_fraction)}"
+
+
 def split_zones(val_fraction: float, test_fraction: float):
     """(band, below_val) as Spark columns over the record hash ``u``: what :func:`split_of` reads."""
     from pyspark.sql import functions as F
 
-    u = F.col("u")
-    return F.when(u < test_fraction, 0).when(u < test_fraction + val_fraction, 1).otherwise(2), u < val_fraction
+    band, below = _zones_sql(val_fraction, test_fraction)
+    return F.expr(band), F.expr(below)
 
 
 def _count_local(rows, by: list[str], val_fraction: float, test_fraction: float) -> list[dict]:
@@ -129,17 +141,18 @@ def _count_local(rows, by: list[str], val_fraction: float, test_fraction: float)
 
 
 def split_column(hints: set[str], val_fraction: float, test_fraction: float):
-    """The final split as a Spark column: :func:`split_of` for every (hint, band, below_val) case."""
+    """The final split as a Spark column: :func:`split_of` for every (hint, band, below_val) case.
+
+    One SQL expression (one call into the JVM, where building it from Column objects took about
+    2,000); only the split names of :data:`storage.SPLITS` are written into it, never input data.
+    """
     from pyspark.sql import functions as F
 
-    band, below = split_zones(val_fraction, test_fraction)
-    hint = F.col("split_hint")
-    cases = [((hint.isNull() if h is None else hint == h) & (band == b) & (below == bv), split_of(h, b, bv, hints))
+    band, below = _zones_sql(val_fraction, test_fraction)
+    cases = [f"WHEN {'split_hint IS NULL' if h is None else f'split_hint = {h!r}'} AND ({band}) = {b} "
+             f"AND ({below}) = {str(bv).lower()} THEN {split_of(h, b, bv, hints)!r}"
              for h in (None, *storage.SPLITS) for b in range(3) for bv in (False, True)]
-    out = F.when(*cases[0])
-    for cond, value in cases[1:]:
-        out = out.when(cond, value)
-    return out.otherwise(hint)  # any other hint is kept, as split_of keeps it
+    return F.expr(f"CASE {' '.join(cases)} ELSE split_hint END")  # any other hint is kept, as split_of keeps it
 
 
 @dataclass
