@@ -122,10 +122,16 @@ class FolderListing:
     links_skipped: int = 0
     #: Set by the job that counts the records, or by :meth:`count`.
     hidden_count: int | None = None
-    #: A listing the driver walked: its rows (pandas, :data:`LISTED_DDL`), counted without a Spark job.
+    #: A listing the driver walked: its rows (pandas, :data:`LISTED_DDL`), counted without a Spark job,
+    #: and the session that makes them a DataFrame when one is needed.
     local: Any = None
+    spark: Any = None
 
     def union(self):
+        if not self.frames and self.local is not None:  # walked by the driver: one local table, made when read
+            rows = self.local
+            self.frames = [self.spark.createDataFrame(rows, LISTED_DDL) if len(rows) else
+                           self.spark.createDataFrame([], LISTED_DDL)]
         out = self.frames[0]
         for f in self.frames[1:]:
             out = out.unionByName(f)
@@ -173,7 +179,7 @@ class FolderListing:
         for f in self.frames:
             f.unpersist()
         self.frames = []
-        self.local = None
+        self.local = self.spark = None
 
 
 def _scan_dirs(d: str) -> tuple[list[str], list[tuple[str, str]]]:
@@ -306,11 +312,8 @@ def list_folder(spark, root: str, key: dict | None = None,
         walked_here = _walk_on_driver(root, top, key, driver_max_files)
         if walked_here is not None:
             rows, n_units, followed, skipped = walked_here
-            # one local table (Arrow), cut into slices for the jobs that read it; nothing to persist
-            frame = spark.createDataFrame(rows, LISTED_DDL) if len(rows) else \
-                spark.createDataFrame(sc.emptyRDD(), LISTED_DDL)
             log.info("listed %s on the driver: %d entries", root, len(rows))
-            return FolderListing(root, [frame], "driver", n_units, followed, skipped, local=rows)
+            return FolderListing(root, [], "driver", n_units, followed, skipped, local=rows, spark=spark)
         log.info("%s holds more than %d files: listed by the executors", root, driver_max_files)
     units, links = plan_units(root, top, UNITS_PER_SLOT * sc.defaultParallelism)
     listing = FolderListing(root)
