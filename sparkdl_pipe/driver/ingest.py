@@ -255,11 +255,10 @@ def key_listing(spark, listing: FolderListing, cfg: IngestConfig):
     by = ["entry", "reason", "label_name", "split_hint", "band", "below_val"]
     if listing.local is not None:  # walked by the driver: counted and keyed here, no Spark job
         return _key_local(spark, listing, cfg, by)
-    else:
-        band, below = split_zones(cfg.split.val_fraction, cfg.split.test_fraction)
-        rows = [r.asDict() for r in listing.union().filter(F.col("entry") != "link")
-                .groupBy(*by[:4], band.alias("band"), below.alias("below_val"))
-                .agg(F.count(F.lit(1)).alias("n")).collect()]  # one job: the records' counts and the hidden files'
+    band, below = split_zones(cfg.split.val_fraction, cfg.split.test_fraction)
+    rows = [r.asDict() for r in listing.union().filter(F.col("entry") != "link")
+            .groupBy(*by[:4], band.alias("band"), below.alias("below_val"))
+            .agg(F.count(F.lit(1)).alias("n")).collect()]  # one job: the records' counts and the hidden files'
     listing.hidden_count = sum(r["n"] for r in rows if r["entry"] == "hidden")
     counted = [r for r in rows if r["entry"] == "record"]
     records = listing.records(tuple(c.split()[0] for c in KEYED_DDL.split(", ")))
