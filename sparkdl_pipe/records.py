@@ -83,3 +83,22 @@ def clean_label(label) -> str | None:
 def content_id(data) -> str:
     """The id of a table row without an id: a hash of its raw content (or of the unparsable record)."""
     return "sha1:" + hashlib.sha1(bytes(data) if data is not None else b"").hexdigest()[:16]
+
+
+def split_of(hint: str | None, band: int, below_val: bool, hints: set[str]) -> str:
+    """The split rule, for a record's input split ``hint`` (or None), its hash ``band`` (0: below
+    test_fraction, 1: below test+val, 2: above) and whether its hash is below val_fraction.
+
+    Keep the input's own split; carve val out of train when the input has no val split. The one
+    definition: ``split_column`` (Spark SQL), the driver's counts and the write tasks all use it.
+    """
+    if hint is None:
+        return ("test", "val", "train")[band]
+    if "val" not in hints and hint == "train" and below_val:
+        return "val"
+    return hint
+
+
+def zone_of(u: float, val_fraction: float, test_fraction: float) -> tuple[int, bool]:
+    """(band, below_val) of a record hash ``u``: ``split_zones`` (driver/ingest.py) in Python."""
+    return (0 if u < test_fraction else 1 if u < test_fraction + val_fraction else 2), u < val_fraction

@@ -162,3 +162,21 @@ def test_clear_errors_for_missing_columns_and_unknown_format(spark, docs, tmp_pa
     with pytest.raises(UserInputError, match="--input-format"):
         run_ingest_text(spark, IngestTextConfig(str(odd), str(tmp_path / "o")))
     assert not [p for p in os.listdir(tmp_path) if "staging" in p]
+
+
+def test_txt_folder_listed_by_the_executors_gives_the_same_dataset(spark, docs, tmp_path):
+    # the executors' listing hands the write tasks buckets of records; the text modality's fit pass
+    # reads them keyed: same splits, labels, rejects and vocabulary as the driver's walk
+    root = str(tmp_path / "txt")
+    write_txt_folder(docs, root)
+    got = {}
+    for name, limit in (("driver", 50_000), ("executors", 0)):
+        out = str(tmp_path / name)
+        res = run_ingest_text(spark, IngestTextConfig(root, out, text=SPEC, driver_listing_max_files=limit))
+        man = json.load(open(os.path.join(out, "_sparkdl_manifest.json")))
+        rows = {s: sorted(zip(_stored(out, s)["id"], _stored(out, s)["label_name"], strict=True))
+                for s in ("train", "val", "test")}
+        splits = {s: {k: v for k, v in d.items() if k != "row_groups"} for s, d in man["splits"].items()}
+        got[name] = (res.counts, res.rejects_by_reason, res.skipped_hidden, splits, man["labels"],
+                     man["vocabulary"]["fingerprint"], rows)
+    assert got["executors"] == got["driver"] and sum(len(r) for r in got["driver"][-1].values()) == len(docs)

@@ -171,3 +171,33 @@ def test_a_folder_of_hidden_files_only_is_one_clear_error(spark, tmp_path):
     with pytest.raises(DatasetError, match=r"no records found .*hidden files \(3\) are skipped"):
         run_ingest_images(spark, IngestImagesConfig(str(tmp_path / "in"), str(tmp_path / "ds"), SPEC))
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("layout", ["split folders", "unlabeled"])
+def test_executor_listing_writes_the_dataset_the_driver_walk_writes(spark, tmp_path, layout):
+    # records travel to the write tasks in buckets and get their split and label there: the same
+    # records land in the same splits with the same labels as on the driver's path (split hints kept,
+    # val carved out of train; an unlabeled folder: every file a record, label -1)
+    root = tmp_path / "in"
+    names = set()
+    for i in range(240):
+        sub = f"{('train', 'test')[i % 2]}/{('cat', 'dog', 'eel')[i % 3]}/" if layout == "split folders" else ""
+        names.add(_write(str(root / f"{sub}{i}.png"), _img("RGB", seed=i)))
+    _write(str(root / "cat-empty.png" if layout == "unlabeled" else root / "train" / "cat" / "empty.png"), b"")
+    got = {}
+    for name, limit in (("driver", 50_000), ("executors", 0)):
+        out = str(tmp_path / name)
+        res = run_ingest_images(spark, IngestImagesConfig(str(root), out, SPEC, driver_listing_max_files=limit))
+        man = json.load(open(os.path.join(out, "_sparkdl_manifest.json")))
+        rows = {s: sorted((r["path"], r["label"], r["label_name"]) for r in
+                          spark.read.parquet(os.path.join(out, s)).select("path", "label", "label_name").collect())
+                for s in ("train", "val", "test") if os.path.exists(os.path.join(out, s))}
+        splits = {s: {k: v for k, v in d.items() if k != "row_groups"} for s, d in man["splits"].items()}  # files differ
+        got[name] = (res.counts, res.rejects_by_reason, splits, man["labels"], man["task"], rows)
+    assert got["executors"] == got["driver"]
+    counts, rejects, splits, labels, task, rows = got["driver"]
+    assert rejects == {"empty_file": 1} and {path_of(p) for r in rows.values() for p, _, _ in r} == names
+    if layout == "split folders":
+        assert labels == ["cat", "dog", "eel"] and counts["val"] > 0 and counts["test"] == 120
+    else:
+        assert task == "autoencoder" and {lab for r in rows.values() for _, lab, _ in r} == {-1}

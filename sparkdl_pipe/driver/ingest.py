@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
+from typing import Any
 
 from sparkdl_pipe import manifest as mf
 from sparkdl_pipe import modalities, storage, tasks
@@ -40,12 +41,15 @@ from sparkdl_pipe.errors import DatasetError, UserInputError
 from sparkdl_pipe.executor.ingest import (
     KEYED_DDL,
     SUMMARY_DDL,
+    key_buckets,
     key_records,
     prepare_records,
     prepared_ddl,
+    write_buckets,
     write_records,
 )
 from sparkdl_pipe.executor.parts import keep_reported, write_empty
+from sparkdl_pipe.records import split_of
 
 log = logging.getLogger(__name__)
 
@@ -92,20 +96,6 @@ class IngestResult:
                 f"{len(self.labels)} labels; output {self.output}{extra}")
 
 
-def split_of(hint: str | None, band: int, below_val: bool, hints: set[str]) -> str:
-    """The split rule, for a record's input split ``hint`` (or None), its hash ``band`` (0: below
-    test_fraction, 1: below test+val, 2: above) and whether its hash is below val_fraction.
-
-    Keep the input's own split; carve val out of train when the input has no val split. The one
-    definition: :func:`split_column` (Spark) and :func:`ingest_stats` (driver counts) both use it.
-    """
-    if hint is None:
-        return ("test", "val", "train")[band]
-    if "val" not in hints and hint == "train" and below_val:
-        return "val"
-    return hint
-
-
 def _double(x: float) -> str:
     """A Python float as a Spark SQL double literal, exactly (Java parses Python's shortest repr back)."""
     return f"CAST('{float(x)!r}' AS DOUBLE)"
@@ -150,11 +140,6 @@ class IngestStats:
     labels: list[str]
     hints: set[str]
     splits: dict[str, dict]
-
-
-def zone_of(u: float, val_fraction: float, test_fraction: float) -> tuple[int, bool]:
-    """(band, below_val) of a record hash ``u``: :func:`split_zones` on the driver."""
-    return (0 if u < test_fraction else 1 if u < test_fraction + val_fraction else 2), u < val_fraction
 
 
 def ingest_stats(prepared, val_fraction: float, test_fraction: float) -> IngestStats:
@@ -205,8 +190,11 @@ def accounted(total: int, splits: dict[str, dict], rejected: int) -> dict[str, i
 #: many row groups (rows per group chosen for it from the planned counts).
 MIN_ROW_GROUPS_PER_SPLIT = 16
 
-#: Records per prepare-and-write task (there are at least two tasks per core).
+#: Records per prepare-and-write task: at least this many (and at least two tasks per core)...
 ROWS_PER_TASK = 4000
+#: ...and for a big input up to this many, keeping eight tasks per core: a task's fixed costs (its
+#: files, the Python worker's garbage collection after it) are then paid 5x less often at 1M files.
+MAX_ROWS_PER_TASK = 20_000
 
 
 def parquet_footers(url: str) -> tuple[int, int]:
@@ -226,8 +214,9 @@ def parquet_footers(url: str) -> tuple[int, int]:
 
 
 def _task_count(spark, rows: int, row_bytes: int) -> int:
-    return max(2 * spark.sparkContext.defaultParallelism, math.ceil(rows / ROWS_PER_TASK),
-               math.ceil(rows * row_bytes / 2**20 / 128))
+    par = spark.sparkContext.defaultParallelism
+    per_task = min(MAX_ROWS_PER_TASK, max(ROWS_PER_TASK, rows // (8 * par)))
+    return max(2 * par, math.ceil(rows / per_task), math.ceil(rows * row_bytes / 2**20 / 128))
 
 
 def _row_bytes(spec, modality) -> int:
@@ -241,36 +230,47 @@ def _keyed_schema(with_content: bool = False) -> str:
 
 
 def key_listing(spark, listing: FolderListing, cfg: IngestConfig):
-    """(keyed DataFrame, :class:`IngestStats`) for a folder listed and keyed in the executors
+    """(keyed DataFrame or :class:`BucketedRecords`, :class:`IngestStats`) for a folder listed and keyed in the executors
     (:func:`sparkdl_pipe.driver.listing.list_folder`).
 
-    One aggregation over the persisted listing gives the counts; the records are then spread over
-    the write tasks by their order key (a hash: every task gets a random share of every folder) and
-    sorted by (split, order key) within each task, so each written file holds its split in a
-    shuffled order. Nothing here grows with the number of files on the driver.
+    The listing tasks counted what they found; the records stay in their buckets (random shares of
+    every folder, by order key), which go to the write tasks (:class:`BucketedRecords`), and each task
+    sorts its records by (split, order key), so each written file holds its split in a shuffled
+    order. Nothing here grows with the number of files on the driver, and no Spark job runs.
     """
 
     from pyspark.sql import functions as F
 
-    by = ["entry", "reason", "label_name", "split_hint", "band", "below_val"]
     if listing.local is not None:  # walked by the driver: counted and keyed here, no Spark job
-        return _key_local(spark, listing, cfg, by)
-    band, below = split_zones(cfg.split.val_fraction, cfg.split.test_fraction)
-    rows = [r.asDict() for r in listing.union().filter(F.col("entry") != "link")
-            .groupBy(*by[:4], band.alias("band"), below.alias("below_val"))
-            .agg(F.count(F.lit(1)).alias("n")).collect()]  # one job: the records' counts and the hidden files'
-    listing.hidden_count = sum(r["n"] for r in rows if r["entry"] == "hidden")
-    counted = [r for r in rows if r["entry"] == "record"]
-    records = listing.records(tuple(c.split()[0] for c in KEYED_DDL.split(", ")))
-    if counted and all(r["reason"] == rj.NO_LABEL for r in counted):
-        # No label folder at all: an unlabeled dataset (label -1, no label name), for tasks that need
-        # none (autoencoder). A folder with some label folders still rejects the files outside them.
-        counted = [{**r, "reason": None} for r in counted]
-        unlabeled = F.col("reason") == rj.NO_LABEL
-        records = records.withColumn("message", F.when(unlabeled, F.lit(None)).otherwise(F.col("message"))) \
-            .withColumn("reason", F.when(unlabeled, F.lit(None)).otherwise(F.col("reason")))
+        return _key_local(spark, listing, cfg, ["entry", "reason", "label_name", "split_hint", "band", "below_val"])
+    counted = [c for c in listing.counts if c["entry"] == "record"]  # the listing tasks counted them
+    listing.hidden_count = sum(c["n"] for c in listing.counts if c["entry"] == "hidden")
+    # No label folder at all: an unlabeled dataset (label -1, no label name), for tasks that need
+    # none (autoencoder). A folder with some label folders still rejects the files outside them.
+    unlabeled = bool(counted) and all(c["reason"] == rj.NO_LABEL for c in counted)
+    if unlabeled:
+        counted = [{**c, "reason": None} for c in counted]
     st = tally(counted)
-    return _assign_splits(spark, records, st, cfg, by_hash=True, missing_label=-1), st
+    rule = {"labels": st.labels, "hints": sorted(st.hints), "val_fraction": cfg.split.val_fraction,
+            "test_fraction": cfg.split.test_fraction, "unlabeled": unlabeled, "missing_label": -1}
+    n = _task_count(spark, st.total, _row_bytes(cfg.spec, modalities.get(cfg.kind)))
+    return BucketedRecords(listing.buckets().filter(F.col("bucket") >= 0).repartition(n, "bucket"), rule), st
+
+
+@dataclass
+class BucketedRecords:
+    """The records of a folder the executors listed, still in their listing buckets (``frame``: rows
+    of :data:`~sparkdl_pipe.executor.listing.LISTING_DDL`, a few thousand, hash-partitioned by
+    bucket over the write tasks). Each write task unpacks its buckets, gives every record its split
+    and label (``rule``, :func:`~sparkdl_pipe.executor.ingest.key_buckets`) and sorts them: Spark
+    moves buckets, never a row per file."""
+
+    frame: Any
+    rule: dict
+
+    def keyed(self):
+        """The keyed records as a DataFrame (:func:`_keyed_schema`), for a modality's fit pass."""
+        return self.frame.mapInPandas(partial(key_buckets, rule=self.rule), _keyed_schema())
 
 
 def _key_local(spark, listing: FolderListing, cfg: IngestConfig, by: list[str]):
@@ -384,7 +384,9 @@ def run_ingest(spark, cfg: IngestConfig | IngestImagesConfig | IngestTextConfig)
                              "targets in a table")
     if fmt == "folder":
         listing = list_folder(spark, inp, {"seed": cfg.split.seed, "allowed_labels":
-                                           list(cfg.labels) if cfg.labels is not None else None},
+                                           list(cfg.labels) if cfg.labels is not None else None,
+                                           "val_fraction": cfg.split.val_fraction,
+                                           "test_fraction": cfg.split.test_fraction},
                               cfg.driver_listing_max_files)
         try:
             keyed, st = key_listing(spark, listing, cfg)
@@ -481,11 +483,14 @@ def _write_job(spark, records, modality, spec, staging: str, rows_per_group: dic
     # small Arrow batches: a DataFrame's rows may carry whole files
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "512")
     bc = spark.sparkContext.broadcast(artifacts) if artifacts is not None else None
+    args = dict(modality_ref=modality.ref, spec_dict=spec.to_dict(), staging=staging, rows_per_group=rows_per_group,
+                artifacts=bc, from_prepared=from_prepared, decoded_by_reader=decoded_by_reader, task_name=task_name)
     try:
-        summary = records.mapInPandas(partial(
-            write_records, modality_ref=modality.ref, spec_dict=spec.to_dict(), staging=staging,
-            rows_per_group=rows_per_group, artifacts=bc, from_prepared=from_prepared,
-            decoded_by_reader=decoded_by_reader, task_name=task_name), SUMMARY_DDL).collect()
+        if isinstance(records, BucketedRecords):  # a folder the executors listed: buckets in, keyed in the task
+            frame, fn = records.frame, partial(write_buckets, rule=records.rule, **args)
+        else:
+            frame, fn = records, partial(write_records, **args)
+        summary = frame.mapInPandas(fn, SUMMARY_DDL).collect()
     finally:
         if bc is not None:
             bc.unpersist()
@@ -563,6 +568,8 @@ def write_ingested(spark, keyed, planned: IngestStats, cfg: IngestConfig, inp: s
                                f"({hidden.count()}) are skipped")
         records = keyed
         if modality.needs_fit:  # the fit may set the stored shape (text: --max-len auto)
+            if isinstance(keyed, BucketedRecords):
+                keyed = keyed.keyed()
             prepared, spec, artifacts = _fit_pass(spark, keyed, cfg, modality, decoded_by_reader)
             records = prepared
         by_mb = max(1, int(cfg.row_group_mb * 2**20 // (_row_bytes(spec, modality) + 96)))

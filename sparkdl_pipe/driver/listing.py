@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -43,13 +44,17 @@ from typing import Any
 from sparkdl_pipe import storage
 from sparkdl_pipe.config import DRIVER_LISTING_MAX_FILES
 from sparkdl_pipe.executor.listing import (
+    HIDDEN,
+    LINKS,
     LISTED_DDL,
+    LISTING_DDL,
     PATHS_SUMMARY_DDL,
     UNIT_DDL,
     is_hidden,
     list_units,
     listed_frame,
     listed_rows,
+    unpickle_entries,
     write_paths,
 )
 from sparkdl_pipe.executor.parts import keep_reported
@@ -111,7 +116,8 @@ class HiddenNames:
 
 @dataclass
 class FolderListing:
-    """A folder input listed by the executors: the persisted rows of every round (:data:`LISTED_DDL`)."""
+    """A folder input, listed: by the executors (the persisted rows of every round, :data:`LISTING_DDL`:
+    records in buckets, and the counts the tasks made) or walked by the driver (one pandas frame)."""
 
     root: str
     frames: list = field(default_factory=list)
@@ -126,43 +132,69 @@ class FolderListing:
     #: and the session that makes them a DataFrame when one is needed.
     local: Any = None
     spark: Any = None
+    #: Listed by the executors: the entries counted by the listing tasks themselves (mappings of
+    #: entry, reason, label_name, split_hint, band, below_val, n; band and below_val when keyed with
+    #: the split fractions), added up over the tasks.
+    counts: list[dict] = field(default_factory=list)
 
-    def union(self):
+    def buckets(self):
+        """Listed by the executors: the ``entries`` rows of every round (records in buckets 0 and up)."""
+        from pyspark.sql import functions as F
+
+        out = None
+        for f in self.frames:
+            f = f.filter(F.col("kind") == "entries")
+            out = f if out is None else out.unionByName(f)
+        return out
+
+    def _entries(self, records_only: bool = False):
+        """The listed rows (:data:`LISTED_DDL`) as a DataFrame, unpacked from the buckets."""
+        from pyspark.sql import functions as F
+
         if not self.frames and self.local is not None:  # walked by the driver: one local table, made when read
             rows = self.local
             self.frames = [self.spark.createDataFrame(rows, LISTED_DDL) if len(rows) else
                            self.spark.createDataFrame([], LISTED_DDL)]
-        out = self.frames[0]
-        for f in self.frames[1:]:
-            out = out.unionByName(f)
-        return out
+        if self.by == "driver":
+            out = self.frames[0]
+            return out.filter(F.col("entry") == "record") if records_only else out
+        buckets = self.buckets()
+        if records_only:
+            buckets = buckets.filter(F.col("bucket") >= 0)
+        return buckets.mapInPandas(unpickle_entries, LISTED_DDL)
+
+    def union(self):
+        """Every listed row (:data:`LISTED_DDL`): records, hidden files and symlinked folders."""
+        return self._entries()
 
     def records(self, columns: tuple[str, ...] = ()):
         """The files to read (rows of ``entry == 'record'``), with ``columns`` (default: all listed)."""
         from pyspark.sql import functions as F
 
-        df = self.union().filter(F.col("entry") == "record")
+        df = self._entries(records_only=True).filter(F.col("entry") == "record")
         return df.select(*columns) if columns else df
 
     def count(self) -> int:
-        """How many hidden files (counted once: by the ingest's counting job, or here)."""
-        from pyspark.sql import functions as F
-
+        """How many hidden files."""
         if self.hidden_count is None and self.local is not None:
             self.hidden_count = int((self.local["entry"] == "hidden").sum())
         if self.hidden_count is None:
-            self.hidden_count = self.union().filter(F.col("entry") == "hidden").count()
+            self.hidden_count = sum(c["n"] for c in self.counts if c["entry"] == "hidden")
         return self.hidden_count
 
     def publish(self, spark, staging: str) -> SkippedHidden:
-        """The hidden files' count and first names (Spark SQL, no Python task); over
-        :data:`HIDDEN_EXAMPLES`, their full list written into ``staging`` by Python tasks."""
+        """The hidden files' count and first names; over :data:`HIDDEN_EXAMPLES`, their full list
+        written into ``staging`` by Python tasks."""
         from pyspark.sql import functions as F
 
         count = self.count()
         if not count:
             return SkippedHidden(0, [])
-        hidden = self.union().filter(F.col("entry") == "hidden").select("path")
+        if self.by == "driver":
+            hidden = self._entries()
+        else:  # only the buckets that hold hidden and link rows
+            hidden = self.buckets().filter(F.col("bucket") == HIDDEN).mapInPandas(unpickle_entries, LISTED_DDL)
+        hidden = hidden.filter(F.col("entry") == "hidden").select("path")
         examples = [r["path"] for r in hidden.orderBy("path").limit(HIDDEN_EXAMPLES).collect()]
         if count <= HIDDEN_EXAMPLES:
             return SkippedHidden(count, examples)
@@ -319,23 +351,31 @@ def list_folder(spark, root: str, key: dict | None = None,
     listing = FolderListing(root)
     walked = [os.path.realpath(top)] if local else [top]
     fn = partial(list_units, root=root, key=key)
+    counts: dict[tuple, int] = {}
     for _ in range(MAX_LINK_ROUNDS):
         if not units:
             break
         n = min(len(units), max(2 * sc.defaultParallelism, math.ceil(len(units) / UNITS_PER_TASK)))
-        frame = spark.createDataFrame(sc.parallelize(units, n), UNIT_DDL).mapInPandas(fn, LISTED_DDL) \
+        frame = spark.createDataFrame(sc.parallelize(units, n), UNIT_DDL).mapInPandas(fn, LISTING_DDL) \
             .persist(StorageLevel.DISK_ONLY)
         listing.frames.append(frame)
         listing.units += len(units)
-        # this job lists the round (and stores it); the links it met are few: one row per symlinked folder
-        met = frame.filter(F.col("entry") == "link").select("path", "link_target").collect()
-        links += [(path_of(r["path"]), r["link_target"]) for r in met]
+        # this job lists the round (and stores it); what comes back is the tasks' counts and the
+        # symlinked folders they met (few: one row per symlinked folder)
+        for r in frame.filter((F.col("kind") == "count") | (F.col("bucket") == LINKS)).collect():
+            for row in pickle.loads(r["payload"]):
+                if r["kind"] == "count":
+                    counts[row[:-1]] = counts.get(row[:-1], 0) + row[-1]
+                else:
+                    links.append((path_of(row[0]), row[-1]))
         units, skipped = _follow(links, walked)
         listing.links_followed += len(units)
         listing.links_skipped += skipped
         links = []
     else:
         log.warning("stopped following symlinked folders after %d rounds", MAX_LINK_ROUNDS)
+    names = ("entry", "reason", "label_name", "split_hint", "band", "below_val")
+    listing.counts = [{**dict(zip(names, what, strict=True)), "n": n} for what, n in counts.items()]
     return listing
 
 

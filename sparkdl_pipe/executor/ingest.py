@@ -20,7 +20,7 @@ import pandas as pd
 
 from sparkdl_pipe.executor.parts import PartWriter
 from sparkdl_pipe.executor.reading import read_bytes
-from sparkdl_pipe.executor.worker import prune_zip_importers
+from sparkdl_pipe.executor.worker import prune_zip_importers, settle_heap
 from sparkdl_pipe.records import (
     clean_label,
     content_id,
@@ -130,6 +130,63 @@ def key_records(batches: Iterator[pd.DataFrame], seed: int, root: str | None, fr
         if "content" in pdf.columns:
             out["content"] = pdf["content"].to_numpy()
         yield out
+
+
+def key_buckets(batches: Iterator[pd.DataFrame], rule: dict) -> Iterator[pd.DataFrame]:
+    """A write task's buckets of listed records (``entries`` rows of
+    :data:`~sparkdl_pipe.executor.listing.LISTING_DDL`) as keyed records: each given its final
+    split (:func:`~sparkdl_pipe.records.split_of`) and label index, then all sorted by (split,
+    order key), so each file the task writes holds its split in a shuffled order. Yields
+    :data:`KEYED_DDL` plus ``split`` and ``label``, in batches.
+
+    ``rule``: ``labels`` (class names, their index is the label; none: ``missing_label`` for all),
+    ``hints`` (the input's split names), ``val_fraction``, ``test_fraction``, ``unlabeled`` (no
+    label folder at all: the ``missing_label`` rejects are records, label ``missing_label``).
+    """
+    import pickle
+
+    from sparkdl_pipe.executor.listing import ROWS_PER_BATCH, listed_frame
+    from sparkdl_pipe.records import split_of, zone_of
+
+    prune_zip_importers()
+    rows = [r for pdf in batches for payload in pdf["payload"] for r in pickle.loads(payload)]
+    frame = listed_frame(rows)
+    if rule["unlabeled"]:
+        no_label = frame["reason"] == NO_LABEL
+        frame.loc[no_label, ["reason", "message"]] = None
+    val, test, hints = rule["val_fraction"], rule["test_fraction"], set(rule["hints"])
+    index = {name: i for i, name in enumerate(rule["labels"])}
+    missing = rule["missing_label"]
+    cases: dict[tuple, str] = {}
+    split: list[str | None] = []
+    label: list[int | None] = []
+    for reason, hint, u, name in zip(frame["reason"], frame["split_hint"], frame["u"], frame["label_name"], strict=True):
+        if reason is not None:
+            split.append(None)
+            label.append(None)
+            continue
+        case = (hint, *zone_of(u, val, test))
+        got = cases.get(case)
+        if got is None:
+            got = cases[case] = split_of(case[0], case[1], case[2], hints)
+        split.append(got)
+        label.append(index.get(name) if index else missing)
+    keyed = frame[[c.split()[0] for c in KEYED_DDL.split(", ")]].assign(
+        split=split, label=pd.array(label, dtype="Int32"))
+    # nulls (rejects) first, as Spark sorts them
+    keyed = keyed.sort_values(["split", "order_key"], na_position="first", kind="stable", ignore_index=True)
+    for k in range(0, len(keyed), ROWS_PER_BATCH):
+        yield keyed.iloc[k:k + ROWS_PER_BATCH]
+
+
+def write_buckets(batches: Iterator[pd.DataFrame], rule: dict, **write_args) -> Iterator[pd.DataFrame]:
+    """:func:`write_records` of a write task's buckets (:func:`key_buckets`), in batches of 512 records."""
+    def small(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for f in frames:
+            for k in range(0, len(f), 512):
+                yield f.iloc[k:k + 512]
+
+    yield from write_records(small(key_buckets(batches, rule)), **write_args)
 
 
 def _fixed_binary(arrays: list[np.ndarray], dtype: str):
@@ -262,6 +319,7 @@ def write_records(batches: Iterator[pd.DataFrame], modality_ref: str, spec_dict:
     prune_zip_importers()  # cheap task starts in this reused worker (executor/worker.py)
     modality = resolve(modality_ref)
     task = tasks.get(task_name)
+    settle_heap()
     spec = modality.spec_type.from_dict(spec_dict)
     fitted = artifacts.value if artifacts is not None and hasattr(artifacts, "value") else artifacts
     files: dict[str, _SplitFile] = {}

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 from collections.abc import Iterator
 
 import pandas as pd
 
 from sparkdl_pipe.executor.reading import file_url
-from sparkdl_pipe.executor.worker import prune_zip_importers
-from sparkdl_pipe.records import label_from_rel_path, relative_to, root_prefix
+from sparkdl_pipe.executor.worker import prune_zip_importers, settle_heap
+from sparkdl_pipe.records import label_from_rel_path, relative_to, root_prefix, zone_of
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,25 @@ LISTED_DDL = ("path string, rel_path string, label_name string, split_hint strin
               "order_key long, reason string, message string, target double, entry string, link_target string")
 
 LISTED_COLUMNS = [c.split()[0] for c in LISTED_DDL.split(", ")]
-_ORDER_KEY = LISTED_COLUMNS.index("order_key")
+_ORDER_KEY, _U, _ENTRY = (LISTED_COLUMNS.index(c) for c in ("order_key", "u", "entry"))
+_REASON, _LABEL, _HINT = (LISTED_COLUMNS.index(c) for c in ("reason", "label_name", "split_hint"))
+
+#: Spark DDL of what a listing task yields (:func:`list_units`), a few rows per task however many
+#: files it lists: ``entries`` (``n`` listed rows of one bucket, pickled tuples of :data:`LISTED_DDL`;
+#: hidden rows in bucket -1, links in -2) and one ``count`` (the task's records and hidden files counted
+#: by entry, reason, label, split hint and split zone: pickled tuples ending in the count). The
+#: payloads only travel between this package's own tasks and driver, within one job.
+LISTING_DDL = "kind string, bucket int, n long, payload binary"
+LISTING_COLUMNS = [c.split()[0] for c in LISTING_DDL.split(", ")]
+#: A record's bucket: the top bits of its order key (a hash), so every bucket is a random share of every folder.
+BUCKET_BITS = 12
+BUCKETS = 1 << BUCKET_BITS
+#: The buckets of hidden rows and of link rows (a record's bucket is never negative).
+HIDDEN, LINKS = -1, -2
+#: Hidden and link rows (and unkeyed records) per ``entries`` row.
+ROWS_PER_BLOB = 1024
+#: A task buckets what it has listed every this many rows (a task's memory does not grow with its folders).
+ROWS_PER_FLUSH = 262_144
 #: Characters ``urllib.parse.quote`` leaves alone: such a path's URL is ``file:`` + the path.
 _URL_SAFE = re.compile(r"[A-Za-z0-9_.~/-]*")
 ROWS_PER_BATCH = 8192
@@ -100,6 +119,11 @@ def walk_remote(kind: str, top_url: str) -> Iterator[tuple[str, str, str | None]
             yield "file", f"{scheme}://{info.path}", None
 
 
+def bucket_of(order_key: int) -> int:
+    """The bucket (0 .. :data:`BUCKETS` - 1) of a record's 63-bit order key."""
+    return order_key >> (63 - BUCKET_BITS)
+
+
 def listed_rows(units: pd.DataFrame, root: str, key: dict | None = None) -> Iterator[tuple]:
     """The entries of the ``units`` (a frame of :data:`UNIT_DDL`), as tuples of :data:`LISTED_DDL`
     (the driver walks a small folder with it; :func:`list_units` batches it in the tasks)."""
@@ -147,22 +171,69 @@ def listed_frame(rows: list[tuple]) -> pd.DataFrame:
     return df
 
 
+def _bucket_rows(rows: list[tuple], counts: dict[tuple, int], zones: tuple[float, float] | None) -> pd.DataFrame:
+    """Rows of :data:`LISTING_DDL` for listed ``rows``: records grouped by bucket (:func:`bucket_of`;
+    unkeyed ones in chunks), hidden rows in bucket :data:`HIDDEN`, links in :data:`LINKS`; ``counts``
+    (records and hidden files) updated in place."""
+    groups: dict[int, list[tuple]] = {}
+    for i, row in enumerate(rows):
+        entry = row[_ENTRY]
+        if entry == "record":
+            key = row[_ORDER_KEY]
+            bucket = bucket_of(key) if key is not None else (i // ROWS_PER_BLOB) % BUCKETS
+            u = row[_U]
+            band, below = zone_of(u, *zones) if zones is not None and u is not None else (None, None)
+            what = (entry, row[_REASON], row[_LABEL], row[_HINT], band, below)
+        elif entry == "link":  # not counted: the driver follows it or not
+            groups.setdefault(LINKS, []).append(row)
+            continue
+        else:
+            bucket, what = HIDDEN, (entry, None, None, None, None, None)
+        counts[what] = counts.get(what, 0) + 1
+        groups.setdefault(bucket, []).append(row)
+    out: list[tuple] = []
+    for bucket, members in groups.items():
+        for k in range(0, len(members), ROWS_PER_BLOB if bucket < 0 else len(members)):
+            part = members[k:k + ROWS_PER_BLOB] if bucket < 0 else members
+            out.append(("entries", bucket, len(part), pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL)))
+    return pd.DataFrame(out, columns=LISTING_COLUMNS)
+
+
 def list_units(batches: Iterator[pd.DataFrame], root: str, key: dict | None = None) -> Iterator[pd.DataFrame]:
-    """Walk each unit (rows of :data:`UNIT_DDL`) and yield every entry found, as :data:`LISTED_DDL`.
+    """Walk each unit (rows of :data:`UNIT_DDL`) and yield what was found as :data:`LISTING_DDL`: the
+    task's entries grouped into buckets, then one ``count`` row.
 
     ``key``: ``{"seed": int, "allowed_labels": list | None}`` to key each record for ingest
-    (:func:`~sparkdl_pipe.executor.ingest.key_folder_file`), or None (scoring: paths only).
+    (:func:`~sparkdl_pipe.executor.ingest.key_folder_file`), with ``val_fraction``/``test_fraction``
+    to count records by split zone; or None (scoring: paths only). A record's bucket comes from its
+    order key, so the write job spreads every folder over every task by moving a few thousand
+    buckets, not a row per file (Spark's per-row work in the JVM cost more than decoding a small image).
     """
     prune_zip_importers()
+    settle_heap()
+    zones = (key["val_fraction"], key["test_fraction"]) if key and "val_fraction" in key else None
+    counts: dict[tuple, int] = {}
     for units in batches:
         buf: list[tuple] = []
         for row in listed_rows(units, root, key):
             buf.append(row)
-            if len(buf) >= ROWS_PER_BATCH:
-                yield listed_frame(buf)
+            if len(buf) >= ROWS_PER_FLUSH:
+                yield _bucket_rows(buf, counts, zones)
                 buf = []
         if buf:
-            yield listed_frame(buf)
+            yield _bucket_rows(buf, counts, zones)
+    tallied = [(*what, n) for what, n in counts.items()]
+    yield pd.DataFrame([("count", -1, len(tallied), pickle.dumps(tallied, protocol=pickle.HIGHEST_PROTOCOL))],
+                       columns=LISTING_COLUMNS)
+
+
+def unpickle_entries(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """Rows of :data:`LISTING_DDL` (``entries`` only) back to the listed rows, :data:`LISTED_DDL`."""
+    prune_zip_importers()
+    for pdf in batches:
+        rows = [r for payload in pdf["payload"] for r in pickle.loads(payload)]
+        for k in range(0, len(rows), ROWS_PER_BATCH):
+            yield listed_frame(rows[k:k + ROWS_PER_BATCH])
 
 
 #: Spark DDL of what :func:`write_paths` yields: ``file`` (a part file it wrote: name, rows),

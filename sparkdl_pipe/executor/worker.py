@@ -28,3 +28,23 @@ def prune_zip_importers() -> int:
             del sys.path_importer_cache[key]
             gone += 1
     return gone
+
+
+_HEAP_SETTLED = False
+
+
+def settle_heap() -> None:
+    """Once per worker process, when its imports are done: exempt every object alive now from the
+    cyclic garbage collector's full collections (:func:`gc.freeze`).
+
+    PySpark's daemon runs ``gc.collect()`` after every task of a reused worker; with pandas, pyarrow
+    and Pillow loaded that walked about 77,000 long-lived objects (40 ms) each time, about 6% of an
+    ingest worker's samples at 1M small files. Frozen objects are still freed by reference counting.
+    """
+    global _HEAP_SETTLED
+    if not _HEAP_SETTLED:
+        import gc
+
+        gc.collect()
+        gc.freeze()
+        _HEAP_SETTLED = True
