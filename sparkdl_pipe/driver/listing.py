@@ -33,6 +33,7 @@ Runs on: driver.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import os
@@ -45,6 +46,7 @@ from sparkdl_pipe import storage
 from sparkdl_pipe.config import DRIVER_LISTING_MAX_FILES
 from sparkdl_pipe.executor.listing import (
     HIDDEN,
+    HIDDEN_EXAMPLES,
     LINKS,
     LISTED_DDL,
     LISTING_DDL,
@@ -62,8 +64,6 @@ from sparkdl_pipe.records import path_of
 
 log = logging.getLogger(__name__)
 
-#: Hidden files named in a manifest or scoring summary; beyond this, the full list is a table.
-HIDDEN_EXAMPLES = 20
 #: The table of every hidden file (``path``), beside the manifest when there are more than the examples.
 HIDDEN_DIR = "skipped"
 #: Folder levels the driver reads itself before handing folders to the tasks.
@@ -136,6 +136,8 @@ class FolderListing:
     #: entry, reason, label_name, split_hint, band, below_val, n; band and below_val when keyed with
     #: the split fractions), added up over the tasks.
     counts: list[dict] = field(default_factory=list)
+    #: Listed by the executors: the first :data:`HIDDEN_EXAMPLES` hidden paths, in path order.
+    hidden_first: list[str] = field(default_factory=list)
 
     def buckets(self):
         """Listed by the executors: the ``entries`` rows of every round (records in buckets 0 and up)."""
@@ -183,8 +185,8 @@ class FolderListing:
         return self.hidden_count
 
     def publish(self, spark, staging: str) -> SkippedHidden:
-        """The hidden files' count and first names; over :data:`HIDDEN_EXAMPLES`, their full list
-        written into ``staging`` by Python tasks."""
+        """The hidden files' count and first names (no Spark job); over :data:`HIDDEN_EXAMPLES`,
+        their full list written into ``staging`` by Python tasks."""
         from pyspark.sql import functions as F
 
         count = self.count()
@@ -195,7 +197,10 @@ class FolderListing:
         else:  # only the buckets that hold hidden and link rows
             hidden = self.buckets().filter(F.col("bucket") == HIDDEN).mapInPandas(unpickle_entries, LISTED_DDL)
         hidden = hidden.filter(F.col("entry") == "hidden").select("path")
-        examples = [r["path"] for r in hidden.orderBy("path").limit(HIDDEN_EXAMPLES).collect()]
+        if self.by == "driver":
+            examples = sorted(self.local.loc[self.local["entry"] == "hidden", "path"])[:HIDDEN_EXAMPLES]
+        else:  # what the listing tasks kept: no job
+            examples = self.hidden_first
         if count <= HIDDEN_EXAMPLES:
             return SkippedHidden(count, examples)
         parts = max(1, min(hidden.rdd.getNumPartitions(), math.ceil(count / 200_000)))
@@ -352,6 +357,7 @@ def list_folder(spark, root: str, key: dict | None = None,
     walked = [os.path.realpath(top)] if local else [top]
     fn = partial(list_units, root=root, key=key)
     counts: dict[tuple, int] = {}
+    first_hidden: list[str] = []
     for _ in range(MAX_LINK_ROUNDS):
         if not units:
             break
@@ -363,11 +369,13 @@ def list_folder(spark, root: str, key: dict | None = None,
         # this job lists the round (and stores it); what comes back is the tasks' counts and the
         # symlinked folders they met (few: one row per symlinked folder)
         for r in frame.filter((F.col("kind") == "count") | (F.col("bucket") == LINKS)).collect():
-            for row in pickle.loads(r["payload"]):
-                if r["kind"] == "count":
+            got = pickle.loads(r["payload"])
+            if r["kind"] == "count":
+                for row in got["counts"]:
                     counts[row[:-1]] = counts.get(row[:-1], 0) + row[-1]
-                else:
-                    links.append((path_of(row[0]), row[-1]))
+                first_hidden = heapq.nsmallest(HIDDEN_EXAMPLES, first_hidden + got["first_hidden"])
+            else:
+                links += [(path_of(row[0]), row[-1]) for row in got]
         units, skipped = _follow(links, walked)
         listing.links_followed += len(units)
         listing.links_skipped += skipped
@@ -376,6 +384,7 @@ def list_folder(spark, root: str, key: dict | None = None,
         log.warning("stopped following symlinked folders after %d rounds", MAX_LINK_ROUNDS)
     names = ("entry", "reason", "label_name", "split_hint", "band", "below_val")
     listing.counts = [{**dict(zip(names, what, strict=True)), "n": n} for what, n in counts.items()]
+    listing.hidden_first = first_hidden
     return listing
 
 

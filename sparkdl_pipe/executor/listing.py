@@ -15,6 +15,7 @@ Runs on: executors (and the driver in tests). Arguments are plain values.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import pickle
@@ -45,14 +46,18 @@ _REASON, _LABEL, _HINT = (LISTED_COLUMNS.index(c) for c in ("reason", "label_nam
 
 #: Spark DDL of what a listing task yields (:func:`list_units`), a few rows per task however many
 #: files it lists: ``entries`` (``n`` listed rows of one bucket, pickled tuples of :data:`LISTED_DDL`;
-#: hidden rows in bucket -1, links in -2) and one ``count`` (the task's records and hidden files counted
-#: by entry, reason, label, split hint and split zone: pickled tuples ending in the count). The
+#: hidden rows in bucket -1, links in -2) and one ``count`` (pickled: ``counts``, the task's records
+#: and hidden files counted by entry, reason, label, split hint and split zone, as tuples ending in the
+#: count; ``first_hidden``, its first :data:`HIDDEN_EXAMPLES` hidden paths). The
 #: payloads only travel between this package's own tasks and driver, within one job.
 LISTING_DDL = "kind string, bucket int, n long, payload binary"
 LISTING_COLUMNS = [c.split()[0] for c in LISTING_DDL.split(", ")]
 #: A record's bucket: the top bits of its order key (a hash), so every bucket is a random share of every folder.
 BUCKET_BITS = 12
 BUCKETS = 1 << BUCKET_BITS
+#: Hidden files named in a manifest or scoring summary (the first in path order); beyond this, the
+#: full list is a table.
+HIDDEN_EXAMPLES = 20
 #: The buckets of hidden rows and of link rows (a record's bucket is never negative).
 HIDDEN, LINKS = -1, -2
 #: Hidden and link rows (and unkeyed records) per ``entries`` row.
@@ -171,10 +176,11 @@ def listed_frame(rows: list[tuple]) -> pd.DataFrame:
     return df
 
 
-def _bucket_rows(rows: list[tuple], counts: dict[tuple, int], zones: tuple[float, float] | None) -> pd.DataFrame:
+def _bucket_rows(rows: list[tuple], counts: dict[tuple, int], zones: tuple[float, float] | None,
+                 first_hidden: list[str]) -> pd.DataFrame:
     """Rows of :data:`LISTING_DDL` for listed ``rows``: records grouped by bucket (:func:`bucket_of`;
     unkeyed ones in chunks), hidden rows in bucket :data:`HIDDEN`, links in :data:`LINKS`; ``counts``
-    (records and hidden files) updated in place."""
+    (records and hidden files) and ``first_hidden`` (the first hidden paths) updated in place."""
     groups: dict[int, list[tuple]] = {}
     for i, row in enumerate(rows):
         entry = row[_ENTRY]
@@ -191,6 +197,8 @@ def _bucket_rows(rows: list[tuple], counts: dict[tuple, int], zones: tuple[float
             bucket, what = HIDDEN, (entry, None, None, None, None, None)
         counts[what] = counts.get(what, 0) + 1
         groups.setdefault(bucket, []).append(row)
+    if HIDDEN in groups:
+        first_hidden[:] = heapq.nsmallest(HIDDEN_EXAMPLES, first_hidden + [r[0] for r in groups[HIDDEN]])
     out: list[tuple] = []
     for bucket, members in groups.items():
         for k in range(0, len(members), ROWS_PER_BLOB if bucket < 0 else len(members)):
@@ -213,17 +221,18 @@ def list_units(batches: Iterator[pd.DataFrame], root: str, key: dict | None = No
     settle_heap()
     zones = (key["val_fraction"], key["test_fraction"]) if key and "val_fraction" in key else None
     counts: dict[tuple, int] = {}
+    first_hidden: list[str] = []
     for units in batches:
         buf: list[tuple] = []
         for row in listed_rows(units, root, key):
             buf.append(row)
             if len(buf) >= ROWS_PER_FLUSH:
-                yield _bucket_rows(buf, counts, zones)
+                yield _bucket_rows(buf, counts, zones, first_hidden)
                 buf = []
         if buf:
-            yield _bucket_rows(buf, counts, zones)
-    tallied = [(*what, n) for what, n in counts.items()]
-    yield pd.DataFrame([("count", -1, len(tallied), pickle.dumps(tallied, protocol=pickle.HIGHEST_PROTOCOL))],
+            yield _bucket_rows(buf, counts, zones, first_hidden)
+    tallied = {"counts": [(*what, n) for what, n in counts.items()], "first_hidden": first_hidden}
+    yield pd.DataFrame([("count", -1, len(counts), pickle.dumps(tallied, protocol=pickle.HIGHEST_PROTOCOL))],
                        columns=LISTING_COLUMNS)
 
 
