@@ -20,7 +20,7 @@ def test_sizes_parse_and_bad_sizes_are_one_line():
 
 
 def test_tiny_scale_benchmark_reconciles_and_writes_json_and_markdown(spark, tmp_path):
-    cfg = ScaleConfig(sizes=(400, 800), folders=40, labels=4, hidden_every=4)
+    cfg = ScaleConfig(sizes=(400, 800), folders=40, labels=4, hidden_every=4, repeats=2)
     res = run_scale_benchmark(spark, cfg, str(tmp_path / "work"))
     sizes = res.details["sizes"]
     assert list(sizes) == ["400", "800"] and len(res.rows) == 2
@@ -30,11 +30,12 @@ def test_tiny_scale_benchmark_reconciles_and_writes_json_and_markdown(spark, tmp
                                "rejects": {"empty_file": 10, "missing_file": 10, "undecodable_image": 10}}
         assert s["hidden_table"] is None and s["manifest_examples"] == 12  # 20 or fewer: all named, no table
         assert s["ingest_seconds"] > s["list_and_count_seconds"] > 0 and s["decode_only_per_s"] > 0
+        assert len(s["pairs"]) == 2 and s["ratio_range"][0] <= s["ratio"] <= s["ratio_range"][1]
         assert s["driver_peak_rss_mb"]["python"] > 50 and s["driver_peak_rss_mb"]["jvm"] > 100  # both sampled
     assert res.rows[-1].goal == 0.8 and res.rows[0].goal is None
     assert set(res.details["goals"]) >= {"memory_growth_mb", "time_growth", "ratio_at_largest", "memory_met"}
     # the generated folders are kept and reused (generation reported once)
-    again = run_scale_benchmark(spark, ScaleConfig(sizes=(400,), folders=40, labels=4, hidden_every=4),
+    again = run_scale_benchmark(spark, ScaleConfig(sizes=(400,), folders=40, labels=4, hidden_every=4, repeats=1),
                                 str(tmp_path / "work"))
     assert again.details["sizes"]["400"]["generated_before"] is True
     jpath, mpath = save_scale_result(res, str(tmp_path / "out"))

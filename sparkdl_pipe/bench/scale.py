@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import statistics
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -50,6 +51,9 @@ class ScaleConfig:
     goal_ratio: float = 0.8
     goal_memory_mb: float = 200.0
     goal_time_growth: float = 11.0
+    #: (ingest, decode-only) pairs per size, measured back to back: the ratio is the pairs' median,
+    #: so a change in the machine's load between the two halves of one pair moves one pair, not the result
+    repeats: int = 3
 
     def __post_init__(self) -> None:
         if not self.sizes or min(self.sizes) < self.folders:
@@ -295,6 +299,7 @@ def run_scale_benchmark(spark, cfg: ScaleConfig, workdir: str):
     res.details["jvm_pid_found"] = jvm is not None
     # local mode: the driver's JVM is also the executor, so its memory includes the tasks'
     res.details["master"] = spark.sparkContext.master
+    res.details["repeats"] = cfg.repeats
     # an untimed small ingest first starts the Python workers, so no timed line pays for that
     warm = os.path.join(base, "images-warm-up")
     generate(warm, cfg.folders * 2, cfg, cores)
@@ -313,23 +318,35 @@ def run_scale_benchmark(spark, cfg: ScaleConfig, workdir: str):
         os.sync()
         warm_s = time.perf_counter() - t
         out = os.path.join(base, f"out-{n}")
-        with DriverMemory(jvm) as mem:
-            ing = run_ingest_images(spark, IngestImagesConfig(root, out, spec, overwrite=True))
-        counts = _check_counts(ing, gen)
+        pairs: list[dict] = []
+        peak: dict[str, float] = {}
+        samples = 0
+        for _ in range(cfg.repeats):
+            with DriverMemory(jvm) as mem:
+                ing = run_ingest_images(spark, IngestImagesConfig(root, out, spec, overwrite=True))
+            counts = _check_counts(ing, gen)  # every repeat's counts, exactly
+            peak = {k: max(v, peak.get(k, 0.0)) for k, v in mem.peak.items()}
+            samples += mem.samples
+            dec = run_baseline("decode_only", root=root, spec=spec.to_dict(), processes=cores)
+            # read by the job: accepted + rejected (hidden files are never read)
+            pairs.append({"ingest_seconds": ing.seconds, "phases": ing.phases,
+                          "images_per_s": ing.input_records / ing.seconds, "decode_only_per_s": dec["per_s"]})
         with open(os.path.join(out, "_sparkdl_manifest.json")) as f:
             man = json.load(f)
-        dec = run_baseline("decode_only", root=root, spec=spec.to_dict(), processes=cores)
-        files = ing.input_records  # read by the job: accepted + rejected (hidden files are never read)
-        rate = files / ing.seconds
+        rate = statistics.median(p["images_per_s"] for p in pairs)
+        base_rate = statistics.median(p["decode_only_per_s"] for p in pairs)
+        ratios = [p["images_per_s"] / p["decode_only_per_s"] for p in pairs]
         res.rows.append(BenchRow("scale", f"ingest job, {n:,} 28x28 PNGs in {cfg.folders:,} folders", rate,
-                                 dec["per_s"], f"read+decode only, {cores} processes",
+                                 base_rate, f"read+decode only, {cores} processes",
                                  cfg.goal_ratio if n == max(cfg.sizes) else None, "images/s"))
         per_size[str(n)] = {
             "files": n, "files_seen": counts["files_seen"], "generate_seconds": gen["seconds"],
             "generated_before": gen["reused"], "warm_read_seconds": warm_s,
-            "list_and_count_seconds": ing.phases.get("list_and_count"), "ingest_seconds": ing.seconds,
-            "phases": ing.phases, "images_per_s": rate, "decode_only_per_s": dec["per_s"],
-            "ratio": rate / dec["per_s"], "driver_peak_rss_mb": mem.peak, "samples": mem.samples,
+            "list_and_count_seconds": statistics.median(p["phases"].get("list_and_count", 0.0) for p in pairs),
+            "ingest_seconds": statistics.median(p["ingest_seconds"] for p in pairs),
+            "pairs": pairs, "images_per_s": rate, "decode_only_per_s": base_rate,
+            "ratio": statistics.median(ratios), "ratio_range": [min(ratios), max(ratios)],
+            "driver_peak_rss_mb": peak, "samples": samples,
             "jvm_live_heap_after_mb": jvm_live_heap_mb(spark),
             "counts": counts, "splits": ing.counts, "hidden_table": man["skipped"].get("path"),
             "manifest_examples": len(man["skipped"]["examples"]),
@@ -365,13 +382,17 @@ def scale_markdown(res) -> str:
              if master.startswith("local") else f"on {master}: the executors are other JVMs")
     lines = [f"Scale benchmark, {m['date']} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB), "
              f"{res.seconds:.0f} s in all (generation included); {where}.", "",
+             f"Each size: {d.get('repeats', 1)} (ingest, decode-only) pairs back to back; medians, the ratio "
+             "the median of the pairs' ratios (their range in brackets); peak memory over all of them.", "",
              "| files | generate (s, once) | list + count (s) | ingest (s) | ingest images/s | decode-only "
              "images/s | ratio | driver Python peak RSS (MiB) | driver JVM peak RSS (MiB) |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, s in d["sizes"].items():
         gen = f"{s['generate_seconds']:.0f}" if not s["generated_before"] else "reused"
+        lo_r, hi_r = s.get("ratio_range", [s["ratio"], s["ratio"]])
         lines.append(f"| {int(n):,} | {gen} | {s['list_and_count_seconds']:.1f} | {s['ingest_seconds']:.1f} | "
-                     f"{s['images_per_s']:,.0f} | {s['decode_only_per_s']:,.0f} | {s['ratio']:.2f}x | "
+                     f"{s['images_per_s']:,.0f} | {s['decode_only_per_s']:,.0f} | {s['ratio']:.2f}x "
+                     f"({lo_r:.2f}-{hi_r:.2f}) | "
                      f"{s['driver_peak_rss_mb'].get('python', 0):,.0f} | {s['driver_peak_rss_mb'].get('jvm', 0):,.0f} |")
     g = d["goals"]
     ok = {True: "✅", False: "❌"}
