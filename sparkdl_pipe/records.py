@@ -102,3 +102,11 @@ def split_of(hint: str | None, band: int, below_val: bool, hints: set[str]) -> s
 def zone_of(u: float, val_fraction: float, test_fraction: float) -> tuple[int, bool]:
     """(band, below_val) of a record hash ``u``: ``split_zones`` (driver/ingest.py) in Python."""
     return (0 if u < test_fraction else 1 if u < test_fraction + val_fraction else 2), u < val_fraction
+
+
+def zones(u, val_fraction: float, test_fraction: float):
+    """:func:`zone_of` over a numpy array of hashes: (band array, below_val array). NaN (no hash)
+    compares False: band 2, below_val False, as a null does in ``split_zones``."""
+    import numpy as np
+
+    return np.where(u < test_fraction, 0, np.where(u < test_fraction + val_fraction, 1, 2)), u < val_fraction

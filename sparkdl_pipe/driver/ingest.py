@@ -45,11 +45,12 @@ from sparkdl_pipe.executor.ingest import (
     key_records,
     prepare_records,
     prepared_ddl,
+    split_and_label,
     write_buckets,
     write_records,
 )
 from sparkdl_pipe.executor.parts import keep_reported, write_empty
-from sparkdl_pipe.records import split_of
+from sparkdl_pipe.records import split_of, zones
 
 log = logging.getLogger(__name__)
 
@@ -242,19 +243,27 @@ def key_listing(spark, listing: FolderListing, cfg: IngestConfig):
     from pyspark.sql import functions as F
 
     if listing.local is not None:  # walked by the driver: counted and keyed here, no Spark job
-        return _key_local(spark, listing, cfg, ["entry", "reason", "label_name", "split_hint", "band", "below_val"])
-    counted = [c for c in listing.counts if c["entry"] == "record"]  # the listing tasks counted them
-    listing.hidden_count = sum(c["n"] for c in listing.counts if c["entry"] == "hidden")
-    # No label folder at all: an unlabeled dataset (label -1, no label name), for tasks that need
-    # none (autoencoder). A folder with some label folders still rejects the files outside them.
-    unlabeled = bool(counted) and all(c["reason"] == rj.NO_LABEL for c in counted)
-    if unlabeled:
-        counted = [{**c, "reason": None} for c in counted]
-    st = tally(counted)
+        return _key_local(spark, listing, cfg)
+    st, unlabeled = _tally_listing(listing, listing.counts)  # the listing tasks counted them
     rule = {"labels": st.labels, "hints": sorted(st.hints), "val_fraction": cfg.split.val_fraction,
             "test_fraction": cfg.split.test_fraction, "unlabeled": unlabeled, "missing_label": -1}
     n = _task_count(spark, st.total, _row_bytes(cfg.spec, modalities.get(cfg.kind)))
     return BucketedRecords(listing.buckets().filter(F.col("bucket") >= 0).repartition(n, "bucket"), rule), st
+
+
+def _tally_listing(listing: FolderListing, counts: list[dict]) -> tuple[IngestStats, bool]:
+    """(:class:`IngestStats`, unlabeled) from a listing's counts (mappings of entry, reason,
+    label_name, split_hint, band, below_val, n); sets the listing's hidden count.
+
+    No label folder at all makes an unlabeled dataset (label -1, no label name), for tasks that need
+    none (autoencoder): its ``missing_label`` records are accepted. A folder with some label folders
+    still rejects the files outside them."""
+    listing.hidden_count = sum(c["n"] for c in counts if c["entry"] == "hidden")
+    counted = [c for c in counts if c["entry"] == "record"]
+    unlabeled = bool(counted) and all(c["reason"] == rj.NO_LABEL for c in counted)
+    if unlabeled:
+        counted = [{**c, "reason": None} for c in counted]
+    return tally(counted), unlabeled
 
 
 @dataclass
@@ -273,41 +282,26 @@ class BucketedRecords:
         return self.frame.mapInPandas(partial(key_buckets, rule=self.rule), _keyed_schema())
 
 
-def _key_local(spark, listing: FolderListing, cfg: IngestConfig, by: list[str]):
+def _key_local(spark, listing: FolderListing, cfg: IngestConfig):
     """:func:`key_listing` for a listing the driver walked (a pandas frame): the counts, each record's
-    split (:func:`split_of`) and label index computed here, so Spark gets the final columns and has
-    no per-row expression to evaluate on the driver (Spark folds a projection over a local table
-    into it on the driver, interpreted: about 0.8 s of JVM CPU per 16,000 files)."""
+    split and label index computed here (:func:`~sparkdl_pipe.executor.ingest.split_and_label`, as
+    the write tasks do for an executor listing), so Spark gets the final columns and has no per-row
+    expression to evaluate on the driver (Spark folds a projection over a local table into it on
+    the driver, interpreted: about 0.8 s of JVM CPU per 16,000 files)."""
     import numpy as np
-    import pandas as pd
 
-    rows = listing.local
     val, test = cfg.split.val_fraction, cfg.split.test_fraction
-    df = rows[rows["entry"] != "link"]
-    u = df["u"].to_numpy(dtype=float, na_value=np.nan)  # NaN (hidden rows) compares False, as null does
-    df = df.assign(band=np.where(u < test, 0, np.where(u < test + val, 1, 2)), below_val=u < val)
+    df = listing.local[listing.local["entry"] != "link"]
+    band, below = zones(df["u"].to_numpy(dtype=float, na_value=np.nan), val, test)
+    by = ["entry", "reason", "label_name", "split_hint", "band", "below_val"]
+    counts = df.assign(band=band, below_val=below).groupby(by, dropna=False, sort=False).size()
+    st, unlabeled = _tally_listing(listing, [
+        {**{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in zip(by, key, strict=True)}, "n": int(n)}
+        for key, n in counts.items()])
     records = df[df["entry"] == "record"]
-    if len(records) and (records["reason"] == rj.NO_LABEL).all():
-        # No label folder at all: an unlabeled dataset (label -1, no label name), for tasks that need
-        # none (autoencoder). A folder with some label folders still rejects the files outside them.
+    if unlabeled:
         records = records.assign(reason=None, message=None)
-        df = pd.concat([df[df["entry"] != "record"], records])
-    counts = df.groupby(by, dropna=False, sort=False).size()
-    counted: list[dict] = [{**{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in zip(by, key, strict=True)},
-                "n": int(n)} for key, n in counts.items()]
-    listing.hidden_count = sum(r["n"] for r in counted if r["entry"] == "hidden")
-    st = tally([r for r in counted if r["entry"] == "record"])
-    ok = records["reason"].isna().to_numpy()
-    hint = records["split_hint"].where(records["split_hint"].notna(), None)
-    rule = {(h, b, bv): split_of(h, b, bv, st.hints) for h, b, bv in
-            set(zip(hint[ok], records["band"][ok], records["below_val"][ok], strict=True))}
-    split = [rule[k] if good else None for k, good in
-             zip(zip(hint, records["band"], records["below_val"], strict=True), ok, strict=True)]
-    index = {name: i for i, name in enumerate(st.labels)}
-    label = [(index.get(n) if st.labels else -1) if good else None
-             for n, good in zip(records["label_name"], ok, strict=True)]
-    keyed = records[[c.split()[0] for c in KEYED_DDL.split(", ")]].assign(
-        split=split, label=pd.array(label, dtype="Int32"))
+    keyed = split_and_label(records, val, test, st.hints, st.labels, -1)
     schema = _keyed_schema()
     frame = spark.createDataFrame(keyed, schema) if len(keyed) else spark.createDataFrame([], schema)
     n = _task_count(spark, st.total, _row_bytes(cfg.spec, modalities.get(cfg.kind)))

@@ -193,14 +193,12 @@ class FolderListing:
         if not count:
             return SkippedHidden(0, [])
         if self.by == "driver":
+            examples = sorted(self.local.loc[self.local["entry"] == "hidden", "path"])[:HIDDEN_EXAMPLES]
             hidden = self._entries()
-        else:  # only the buckets that hold hidden and link rows
+        else:  # the first names the listing tasks kept; the rows in the hidden rows' own buckets
+            examples = self.hidden_first
             hidden = self.buckets().filter(F.col("bucket") == HIDDEN).mapInPandas(unpickle_entries, LISTED_DDL)
         hidden = hidden.filter(F.col("entry") == "hidden").select("path")
-        if self.by == "driver":
-            examples = sorted(self.local.loc[self.local["entry"] == "hidden", "path"])[:HIDDEN_EXAMPLES]
-        else:  # what the listing tasks kept: no job
-            examples = self.hidden_first
         if count <= HIDDEN_EXAMPLES:
             return SkippedHidden(count, examples)
         parts = max(1, min(hidden.rdd.getNumPartitions(), math.ceil(count / 200_000)))

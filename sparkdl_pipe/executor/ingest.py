@@ -132,47 +132,55 @@ def key_records(batches: Iterator[pd.DataFrame], seed: int, root: str | None, fr
         yield out
 
 
-def key_buckets(batches: Iterator[pd.DataFrame], rule: dict) -> Iterator[pd.DataFrame]:
-    """A write task's buckets of listed records (``entries`` rows of
-    :data:`~sparkdl_pipe.executor.listing.LISTING_DDL`) as keyed records: each given its final
-    split (:func:`~sparkdl_pipe.records.split_of`) and label index, then all sorted by (split,
-    order key), so each file the task writes holds its split in a shuffled order. Yields
-    :data:`KEYED_DDL` plus ``split`` and ``label``, in batches.
+def split_and_label(frame: pd.DataFrame, val_fraction: float, test_fraction: float, hints: set[str],
+                    labels: list[str], missing_label: int) -> pd.DataFrame:
+    """Keyed records (:data:`KEYED_DDL` columns of ``frame``) with their final ``split``
+    (:func:`~sparkdl_pipe.records.split_of`, from the input's split ``hints`` and each hash's zone)
+    and ``label`` (the index of ``label_name`` in ``labels``; ``missing_label`` when there are no
+    classes); both null for a rejected record. The driver's walk and the write tasks both call it."""
+    from sparkdl_pipe.records import split_of, zones
 
-    ``rule``: ``labels`` (class names, their index is the label; none: ``missing_label`` for all),
-    ``hints`` (the input's split names), ``val_fraction``, ``test_fraction``, ``unlabeled`` (no
-    label folder at all: the ``missing_label`` rejects are records, label ``missing_label``).
-    """
-    import pickle
-
-    from sparkdl_pipe.executor.listing import ROWS_PER_BATCH, listed_frame
-    from sparkdl_pipe.records import split_of, zone_of
-
-    prune_zip_importers()
-    rows = [r for pdf in batches for payload in pdf["payload"] for r in pickle.loads(payload)]
-    frame = listed_frame(rows)
-    if rule["unlabeled"]:
-        no_label = frame["reason"] == NO_LABEL
-        frame.loc[no_label, ["reason", "message"]] = None
-    val, test, hints = rule["val_fraction"], rule["test_fraction"], set(rule["hints"])
-    index = {name: i for i, name in enumerate(rule["labels"])}
-    missing = rule["missing_label"]
-    cases: dict[tuple, str] = {}
+    band, below = zones(frame["u"].to_numpy(dtype=float, na_value=np.nan), val_fraction, test_fraction)
+    hint = frame["split_hint"].where(frame["split_hint"].notna(), None)
+    index = {name: i for i, name in enumerate(labels)}
+    rule: dict[tuple, str] = {}
     split: list[str | None] = []
     label: list[int | None] = []
-    for reason, hint, u, name in zip(frame["reason"], frame["split_hint"], frame["u"], frame["label_name"], strict=True):
+    for reason, case, name in zip(frame["reason"], zip(hint, band.tolist(), below.tolist(), strict=True),
+                                  frame["label_name"], strict=True):
         if reason is not None:
             split.append(None)
             label.append(None)
             continue
-        case = (hint, *zone_of(u, val, test))
-        got = cases.get(case)
+        got = rule.get(case)
         if got is None:
-            got = cases[case] = split_of(case[0], case[1], case[2], hints)
+            got = rule[case] = split_of(*case, hints)
         split.append(got)
-        label.append(index.get(name) if index else missing)
-    keyed = frame[[c.split()[0] for c in KEYED_DDL.split(", ")]].assign(
+        label.append(index.get(name) if index else missing_label)
+    return frame[[c.split()[0] for c in KEYED_DDL.split(", ")]].assign(
         split=split, label=pd.array(label, dtype="Int32"))
+
+
+def key_buckets(batches: Iterator[pd.DataFrame], rule: dict) -> Iterator[pd.DataFrame]:
+    """A write task's buckets of listed records (``entries`` rows of
+    :data:`~sparkdl_pipe.executor.listing.LISTING_DDL`) as keyed records (:func:`split_and_label`),
+    all sorted by (split, order key), so each file the task writes holds its split in a shuffled
+    order. Yields :data:`KEYED_DDL` plus ``split`` and ``label``, in batches.
+
+    ``rule``: ``labels``, ``hints``, ``val_fraction``, ``test_fraction``, ``missing_label`` (see
+    :func:`split_and_label`) and ``unlabeled`` (no label folder at all: the ``missing_label``
+    rejects are records).
+    """
+    import pickle
+
+    from sparkdl_pipe.executor.listing import ROWS_PER_BATCH, listed_frame
+
+    prune_zip_importers()
+    frame = listed_frame([r for pdf in batches for payload in pdf["payload"] for r in pickle.loads(payload)])
+    if rule["unlabeled"]:
+        frame.loc[frame["reason"] == NO_LABEL, ["reason", "message"]] = None
+    keyed = split_and_label(frame, rule["val_fraction"], rule["test_fraction"], set(rule["hints"]), rule["labels"],
+                            rule["missing_label"])
     # nulls (rejects) first, as Spark sorts them
     keyed = keyed.sort_values(["split", "order_key"], na_position="first", kind="stable", ignore_index=True)
     for k in range(0, len(keyed), ROWS_PER_BATCH):
@@ -180,13 +188,8 @@ def key_buckets(batches: Iterator[pd.DataFrame], rule: dict) -> Iterator[pd.Data
 
 
 def write_buckets(batches: Iterator[pd.DataFrame], rule: dict, **write_args) -> Iterator[pd.DataFrame]:
-    """:func:`write_records` of a write task's buckets (:func:`key_buckets`), in batches of 512 records."""
-    def small(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for f in frames:
-            for k in range(0, len(f), 512):
-                yield f.iloc[k:k + 512]
-
-    yield from write_records(small(key_buckets(batches, rule)), **write_args)
+    """:func:`write_records` of a write task's buckets, keyed there (:func:`key_buckets`)."""
+    yield from write_records(key_buckets(batches, rule), **write_args)
 
 
 def _fixed_binary(arrays: list[np.ndarray], dtype: str):
