@@ -38,6 +38,18 @@ def stable_hash(seed: int, key: str) -> tuple[float, int]:
     return u, order
 
 
+def stable_hashes(digests: list[bytes]):
+    """:func:`stable_hash` of many keys from their sha1 ``digests`` (``hashlib.sha1(f"{seed}:{key}".encode())``),
+    with numpy: (u float64 array, order key int64 array), the same values."""
+    import numpy as np
+
+    if not digests:
+        return np.zeros(0, np.float64), np.zeros(0, np.int64)
+    d = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), -1)[:, :16]
+    words = np.ascontiguousarray(d).view(">u8")  # two big-endian 64-bit words per key
+    return words[:, 0].astype(np.float64) / 2.0**64, (words[:, 1] >> np.uint64(1)).astype(np.int64)
+
+
 def relative_to(url: str, root_path: str | None) -> str:
     """``url``'s filesystem path relative to ``root_path`` (a path ending in '/'), or the whole path."""
     fp = path_of(url)
@@ -99,13 +111,10 @@ def split_of(hint: str | None, band: int, below_val: bool, hints: set[str]) -> s
     return hint
 
 
-def zone_of(u: float, val_fraction: float, test_fraction: float) -> tuple[int, bool]:
-    """(band, below_val) of a record hash ``u``: ``split_zones`` (driver/ingest.py) in Python."""
-    return (0 if u < test_fraction else 1 if u < test_fraction + val_fraction else 2), u < val_fraction
-
-
 def zones(u, val_fraction: float, test_fraction: float):
-    """:func:`zone_of` over a numpy array of hashes: (band array, below_val array). NaN (no hash)
+    """(band, below_val) arrays of a numpy array of record hashes ``u``: band 0 below test_fraction,
+    1 below test + val, 2 above; below_val, ``u`` below val_fraction (``split_zones``,
+    driver/ingest.py, in numpy). NaN (no hash)
     compares False: band 2, below_val False, as a null does in ``split_zones``."""
     import numpy as np
 

@@ -116,9 +116,11 @@ def test_many_folders_listed_by_many_tasks_match_a_walk(spark, tmp_path):
         for i in range(3):
             names.add(_write(str(root / f"l{f % 3}" / f"shard-{f:03d}" / f"{i}.png"), png))
     hidden = {_write(str(root / f"l{f}" / ".DS_Store"), b"x") for f in range(3)}
+    # names a URL quotes: the tasks send a record's relative path, the URL is made again from it
+    names |= {_write(str(root / "l1" / "shard-001" / n), png) for n in ("a b.png", "ü%41#.png", "x;y?.png")}
     key = {"seed": 1, "allowed_labels": None}
     listing = lst.list_folder(spark, "file://" + str(root), key, driver_max_files=0)
-    cols = ["path", "rel_path", "label_name", "split_hint", "u", "order_key", "reason", "entry"]
+    cols = ["path", "rel_path", "label_name", "split_hint", "u", "order_key", "reason", "message", "entry"]
     try:
         assert listing.by == "executors" and listing.units == 1 + 3 + 120
         assert sum(f.rdd.getNumPartitions() for f in listing.frames) >= 2
@@ -130,14 +132,22 @@ def test_many_folders_listed_by_many_tasks_match_a_walk(spark, tmp_path):
         listing.unpersist()
     # the driver's walk: the same rows, keys included (exact 63-bit order keys on both paths); one
     # file over its limit and the executors list the folder instead
-    small = lst.list_folder(spark, "file://" + str(root), key, driver_max_files=363)
+    small = lst.list_folder(spark, "file://" + str(root), key, driver_max_files=366)
     assert small.by == "driver" and sorted(small.union().select(*cols).collect()) == sorted(rows)
     assert any(r["order_key"] % 2**11 for r in rows if r["entry"] == "record")  # not rounded to a float's 53 bits
-    big = lst.list_folder(spark, "file://" + str(root), key, driver_max_files=362)
-    assert big.by == "executors" and big.union().count() == 363
+    big = lst.list_folder(spark, "file://" + str(root), key, driver_max_files=365)
+    assert big.by == "executors" and big.union().count() == 366
     big.unpersist()
+    # with --labels: the same reasons on both paths (the tasks' records carry no reason: made again)
+    key = {"seed": 1, "allowed_labels": ["l0", "l1"]}
+    walked, listed = (lst.list_folder(spark, "file://" + str(root), key, driver_max_files=m) for m in (366, 0))
+    rows = sorted(listed.union().select(*cols).collect())
+    assert sorted(walked.union().select(*cols).collect()) == rows
+    unknown = [r for r in rows if r["reason"] == "unknown_label"]
+    assert len(unknown) == 120 and all(r["label_name"] == "l2" and "['l0', 'l1']" in r["message"] for r in unknown)
+    listed.unpersist()
     res = run_ingest_images(spark, IngestImagesConfig(str(root), str(tmp_path / "ds"), SPEC, labels=("l0", "l1")))
-    assert res.rejects_by_reason == {"unknown_label": 120} and sum(res.counts.values()) == 240
+    assert res.rejects_by_reason == {"unknown_label": 120} and sum(res.counts.values()) == 243
     man = json.load(open(tmp_path / "ds" / "_sparkdl_manifest.json"))
     assert man["skipped"] == {"hidden": 3, "examples": sorted(hidden)} and not (tmp_path / "ds" / "skipped").exists()
 

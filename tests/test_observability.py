@@ -36,7 +36,8 @@ def tracked_run(spark, tmp_path_factory):
         def flush(self):
             pass
 
-    with StageProgress(spark, "ingest", interval=0.2, out=Sink()) as sp:  # type: ignore[arg-type]
+    # polled often: the write job of 120 small images can start and end between two polls 0.2 s apart
+    with StageProgress(spark, "ingest", interval=0.05, out=Sink()) as sp:  # type: ignore[arg-type]
         run_ingest_images(spark, IngestImagesConfig(raw, ds, ImageSpec(12, 12, 3)))
     out = str(root / "model")
     res = run_training(spark, TrainConfig(ds, out, model="mlp", epochs=EPOCHS, batch_size=8, num_proc=2),

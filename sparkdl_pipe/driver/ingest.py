@@ -246,7 +246,8 @@ def key_listing(spark, listing: FolderListing, cfg: IngestConfig):
         return _key_local(spark, listing, cfg)
     st, unlabeled = _tally_listing(listing, listing.counts)  # the listing tasks counted them
     rule = {"labels": st.labels, "hints": sorted(st.hints), "val_fraction": cfg.split.val_fraction,
-            "test_fraction": cfg.split.test_fraction, "unlabeled": unlabeled, "missing_label": -1}
+            "test_fraction": cfg.split.test_fraction, "unlabeled": unlabeled, "missing_label": -1,
+            "allowed_labels": listing.allowed_labels}
     n = _task_count(spark, st.total, _row_bytes(cfg.spec, modalities.get(cfg.kind)))
     return BucketedRecords(listing.buckets().filter(F.col("bucket") >= 0).repartition(n, "bucket"), rule), st
 

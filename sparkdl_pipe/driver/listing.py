@@ -54,9 +54,8 @@ from sparkdl_pipe.executor.listing import (
     UNIT_DDL,
     is_hidden,
     list_units,
-    listed_frame,
-    listed_rows,
     unpickle_entries,
+    walk_frame,
     write_paths,
 )
 from sparkdl_pipe.executor.parts import keep_reported
@@ -138,6 +137,8 @@ class FolderListing:
     counts: list[dict] = field(default_factory=list)
     #: Listed by the executors: the first :data:`HIDDEN_EXAMPLES` hidden paths, in path order.
     hidden_first: list[str] = field(default_factory=list)
+    #: The listing key's ``allowed_labels``: a record's reason is made again from them when unpacked.
+    allowed_labels: list[str] | None = None
 
     def buckets(self):
         """Listed by the executors: the ``entries`` rows of every round (records in buckets 0 and up)."""
@@ -163,7 +164,7 @@ class FolderListing:
         buckets = self.buckets()
         if records_only:
             buckets = buckets.filter(F.col("bucket") >= 0)
-        return buckets.mapInPandas(unpickle_entries, LISTED_DDL)
+        return buckets.mapInPandas(partial(unpickle_entries, allowed_labels=self.allowed_labels), LISTED_DDL)
 
     def union(self):
         """Every listed row (:data:`LISTED_DDL`): records, hidden files and symlinked folders."""
@@ -310,13 +311,10 @@ def _walk_on_driver(root: str, top: str, key: dict | None, max_files: int):
         if not units:
             break
         n_units += len(units)
-        rows = []
-        for row in listed_rows(pd.DataFrame(units, columns=["kind", "dir", "exclude"]), root, key):
-            rows.append(row)
-            n += 1
-            if n > max_files:
-                return None
-        part = listed_frame(rows)
+        part = walk_frame(pd.DataFrame(units, columns=["kind", "dir", "exclude"]), root, key, max_files - n)
+        if part is None:
+            return None
+        n += len(part)
         parts.append(part)
         links = part[part["entry"] == "link"]
         units, skip = _follow([(path_of(p), t) for p, t in zip(links["path"], links["link_target"], strict=True)],
@@ -351,7 +349,7 @@ def list_folder(spark, root: str, key: dict | None = None,
             return FolderListing(root, [], "driver", n_units, followed, skipped, local=rows, spark=spark)
         log.info("%s holds more than %d files: listed by the executors", root, driver_max_files)
     units, links = plan_units(root, top, UNITS_PER_SLOT * sc.defaultParallelism)
-    listing = FolderListing(root)
+    listing = FolderListing(root, allowed_labels=key.get("allowed_labels") if key else None)
     walked = [os.path.realpath(top)] if local else [top]
     fn = partial(list_units, root=root, key=key)
     counts: dict[tuple, int] = {}

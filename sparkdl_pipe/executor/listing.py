@@ -20,13 +20,14 @@ import logging
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Iterator
 
 import pandas as pd
 
 from sparkdl_pipe.executor.reading import file_url
 from sparkdl_pipe.executor.worker import prune_zip_importers, settle_heap
-from sparkdl_pipe.records import label_from_rel_path, relative_to, root_prefix, zone_of
+from sparkdl_pipe.records import label_from_rel_path, relative_to, root_prefix, stable_hashes, zones
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,7 @@ LISTED_DDL = ("path string, rel_path string, label_name string, split_hint strin
               "order_key long, reason string, message string, target double, entry string, link_target string")
 
 LISTED_COLUMNS = [c.split()[0] for c in LISTED_DDL.split(", ")]
-_ORDER_KEY, _U, _ENTRY = (LISTED_COLUMNS.index(c) for c in ("order_key", "u", "entry"))
-_REASON, _LABEL, _HINT = (LISTED_COLUMNS.index(c) for c in ("reason", "label_name", "split_hint"))
+_ORDER_KEY = LISTED_COLUMNS.index("order_key")
 
 #: Spark DDL of what a listing task yields (:func:`list_units`), a few rows per task however many
 #: files it lists: ``entries`` (``n`` listed rows of one bucket, pickled tuples of :data:`LISTED_DDL`;
@@ -66,6 +66,7 @@ ROWS_PER_BLOB = 1024
 ROWS_PER_FLUSH = 262_144
 #: Characters ``urllib.parse.quote`` leaves alone: such a path's URL is ``file:`` + the path.
 _URL_SAFE = re.compile(r"[A-Za-z0-9_.~/-]*")
+_URL_SAFE_LINES = re.compile(r"[A-Za-z0-9_.~/\n-]*")
 ROWS_PER_BATCH = 8192
 
 
@@ -124,48 +125,44 @@ def walk_remote(kind: str, top_url: str) -> Iterator[tuple[str, str, str | None]
             yield "file", f"{scheme}://{info.path}", None
 
 
-def bucket_of(order_key: int) -> int:
-    """The bucket (0 .. :data:`BUCKETS` - 1) of a record's 63-bit order key."""
-    return order_key >> (63 - BUCKET_BITS)
+class _Folders:
+    """What a folder (its path relative to the root) says of the files directly in it, worked out
+    once per folder: (hidden, label, split hint, reason, message), the reason and message rejecting
+    its files for their label (:func:`~sparkdl_pipe.executor.ingest.label_reason`), or None."""
+
+    def __init__(self, allowed) -> None:
+        self.allowed = set(allowed) if allowed is not None else None
+        self.index: dict[str, int] = {}
+        self.info: list[tuple] = []
+
+    def of(self, folder: str) -> int:
+        """The folder's index in :attr:`info`."""
+        i = self.index.get(folder)
+        if i is None:
+            from sparkdl_pipe.executor.ingest import label_reason
+
+            label, hint = label_from_rel_path(folder + "/x") if folder else (None, None)
+            i = self.index[folder] = len(self.info)
+            self.info.append((is_hidden(folder), label, hint, *label_reason(label, self.allowed)))
+        return i
 
 
-def listed_rows(units: pd.DataFrame, root: str, key: dict | None = None) -> Iterator[tuple]:
-    """The entries of the ``units`` (a frame of :data:`UNIT_DDL`), as tuples of :data:`LISTED_DDL`
-    (the driver walks a small folder with it; :func:`list_units` batches it in the tasks)."""
+def _walk(units: pd.DataFrame, root: str) -> Iterator[tuple[str, str, str, str | None]]:
+    """(``file`` or ``link``, local path or remote URL, path relative to the root, a link's real
+    folder) of every entry of the ``units`` (a frame of :data:`UNIT_DDL`)."""
     from sparkdl_pipe import storage
-    from sparkdl_pipe.executor.ingest import key_folder_file
 
     local = storage.is_local(root)
     root_path = root_prefix(root)
-    allowed = set(key["allowed_labels"]) if key and key.get("allowed_labels") is not None else None
-    empty = (None,) * 8
-    folders: dict[str, tuple[bool, tuple[str | None, str | None]]] = {}  # folder -> (hidden, (label, hint))
     for kind, top, exclude in zip(units["kind"], units["dir"], units["exclude"], strict=True):
-        ex = frozenset(exclude) if exclude is not None and len(exclude) else frozenset()
-        entries = walk_local(kind, top, ex) if local else walk_remote(kind, top)
-        for what, path, target in entries:
-            if local:
+        if local:
+            ex = frozenset(exclude) if exclude is not None and len(exclude) else frozenset()
+            for what, path, target in walk_local(kind, top, ex):
                 # the relative path of the URL's path, which is this path (file_url is reversible)
-                rel = path[len(root_path):] if path.startswith(root_path) else path
-                url = local_file_url(path)
-            else:
-                url = path
-                rel = relative_to(url, root_path)
-            if what == "link":
-                yield (url, *empty, "link", target)
-                continue
-            # what a file's folder says (hidden or not, label, split hint) is worked out once per folder
-            folder, _, name = rel.rpartition("/")
-            known = folders.get(folder)
-            if known is None:
-                known = folders[folder] = (is_hidden(folder),
-                                           label_from_rel_path(folder + "/x") if folder else (None, None))
-            if known[0] or name.startswith((".", "_")):
-                yield (url, *empty, "hidden", None)
-            elif key is None:
-                yield (url, *empty, "record", None)
-            else:
-                yield (*key_folder_file(url, rel, key["seed"], allowed, label_hint=known[1]), "record", None)
+                yield what, path, path[len(root_path):] if path.startswith(root_path) else path, target
+        else:
+            for what, url, target in walk_remote(kind, top):
+                yield what, url, relative_to(url, root_path), target
 
 
 def listed_frame(rows: list[tuple]) -> pd.DataFrame:
@@ -176,73 +173,233 @@ def listed_frame(rows: list[tuple]) -> pd.DataFrame:
     return df
 
 
-def _bucket_rows(rows: list[tuple], counts: dict[tuple, int], zones: tuple[float, float] | None,
-                 first_hidden: list[str]) -> pd.DataFrame:
-    """Rows of :data:`LISTING_DDL` for listed ``rows``: records grouped by bucket (:func:`bucket_of`;
-    unkeyed ones in chunks), hidden rows in bucket :data:`HIDDEN`, links in :data:`LINKS`; ``counts``
-    (records and hidden files) and ``first_hidden`` (the first hidden paths) updated in place."""
-    groups: dict[int, list[tuple]] = {}
-    for i, row in enumerate(rows):
-        entry = row[_ENTRY]
-        if entry == "record":
-            key = row[_ORDER_KEY]
-            bucket = bucket_of(key) if key is not None else (i // ROWS_PER_BLOB) % BUCKETS
-            u = row[_U]
-            band, below = zone_of(u, *zones) if zones is not None and u is not None else (None, None)
-            what = (entry, row[_REASON], row[_LABEL], row[_HINT], band, below)
-        elif entry == "link":  # not counted: the driver follows it or not
-            groups.setdefault(LINKS, []).append(row)
-            continue
+class _TaskListing:
+    """What one listing task has found, turned into :data:`LISTING_DDL` rows every
+    :data:`ROWS_PER_FLUSH` entries (:meth:`flush`) and counted as it goes.
+
+    A record travels as its path relative to the root and its two hashes (the write task makes
+    its URL, label and reason again from them, :func:`entries_frame`): a bucket's payload is
+    ``{"rel": [...], "url": [...] or None, "prefix": ..., "u": bytes, "order": bytes}`` (the hashes as
+    little-endian float64 and int64), a third of the bytes of whole rows, hashed with numpy
+    (:func:`~sparkdl_pipe.records.stable_hashes`).
+    Hidden files and links are whole :data:`LISTED_DDL` rows in their own buckets."""
+
+    def __init__(self, root: str, key: dict | None) -> None:
+        from urllib.parse import quote
+
+        from sparkdl_pipe import storage
+
+        self.root = root
+        self.local = storage.is_local(root)
+        #: A local record's URL: this + its relative path (quoted where needed); see :func:`entries_frame`.
+        self.prefix = "file:" + quote(root_prefix(root)) if self.local else None
+        self.keyed = key is not None
+        self.salt = f"{key['seed']}:" if key is not None else ""
+        self.zones = (key["val_fraction"], key["test_fraction"]) if key and "val_fraction" in key else None
+        self.folders = _Folders(key.get("allowed_labels") if key else None)
+        self.counts: dict[tuple, int] = {}
+        self.first_hidden: list[str] = []
+        self.entries = 0
+        self.over = False
+        self._start()
+
+    def _start(self) -> None:
+        self.rels: list[str] = []
+        self.urls: list[str] = []
+        self.fids: list[int] = []
+        self.digests: list[bytes] = []
+        self.hidden: list[tuple] = []
+        self.links: list[tuple] = []
+
+    def add(self, units: pd.DataFrame, limit: int | None = None) -> Iterator[pd.DataFrame]:
+        """List the units, yielding a flush every :data:`ROWS_PER_FLUSH` entries; stop (and set
+        :attr:`over`) at the first entry beyond ``limit`` entries in all."""
+        import hashlib
+
+        sha1, salt, keyed, local = hashlib.sha1, self.salt, self.keyed, self.local
+        url_of = local_file_url if local else str
+        of, info = self.folders.of, self.folders.info
+        rels, urls, fids, digests = self.rels, self.urls, self.fids, self.digests
+        empty = (None,) * 8
+        seen = 0
+        for what, path, rel, target in _walk(units, self.root):
+            self.entries += 1
+            if limit is not None and self.entries > limit:
+                self.over = True
+                return
+            if what == "link":
+                self.links.append((url_of(path), *empty, "link", target))
+                continue
+            folder, _, name = rel.rpartition("/")
+            fid = of(folder)
+            if info[fid][0] or name.startswith((".", "_")):
+                self.hidden.append((url_of(path), *empty, "hidden", None))
+            else:
+                rels.append(rel)
+                fids.append(fid)
+                if not local:
+                    urls.append(path)
+                if keyed:
+                    digests.append(sha1((salt + rel).encode()).digest())
+            seen += 1
+            if seen >= ROWS_PER_FLUSH:
+                yield self.flush()
+                rels, urls, fids, digests = self.rels, self.urls, self.fids, self.digests
+                seen = 0
+
+    def flush(self) -> pd.DataFrame:
+        """The :data:`LISTING_DDL` rows of what was listed since the last flush; counts updated."""
+        import numpy as np
+
+        out: list[tuple] = []
+        n = len(self.rels)
+        if n:
+            fid = np.asarray(self.fids, dtype=np.int64)
+            if self.keyed:
+                u, order = stable_hashes(self.digests)
+                bucket = order >> (63 - BUCKET_BITS)
+            else:
+                u = order = None
+                bucket = (np.arange(n) // ROWS_PER_BLOB) % BUCKETS
+            self._count(fid, u)
+            idx = np.argsort(bucket, kind="stable")
+            for sel in np.split(idx, np.flatnonzero(np.diff(bucket[idx])) + 1):
+                ids = sel.tolist()
+                blob = {"rel": [self.rels[i] for i in ids], "url": [self.urls[i] for i in ids] if not self.local else None,
+                        "prefix": self.prefix, "u": u[sel].astype("<f8").tobytes() if u is not None else None,
+                        "order": order[sel].astype("<i8").tobytes() if order is not None else None}
+                out.append(("entries", int(bucket[sel[0]]), len(ids), pickle.dumps(blob, protocol=pickle.HIGHEST_PROTOCOL)))
+        if self.hidden:
+            what = ("hidden", None, None, None, None, None)
+            self.counts[what] = self.counts.get(what, 0) + len(self.hidden)
+            self.first_hidden = heapq.nsmallest(HIDDEN_EXAMPLES, self.first_hidden + [r[0] for r in self.hidden])
+        for bucket_id, rows in ((HIDDEN, self.hidden), (LINKS, self.links)):
+            for k in range(0, len(rows), ROWS_PER_BLOB):
+                part = rows[k:k + ROWS_PER_BLOB]
+                out.append(("entries", bucket_id, len(part), pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL)))
+        self._start()
+        return pd.DataFrame(out, columns=LISTING_COLUMNS)
+
+    def _count(self, fid, u) -> None:
+        """Count records by (reason, label, split hint) of their folder and (band, below_val) of their hash."""
+        import numpy as np
+
+        info = self.folders.info
+        if not self.keyed:
+            what = ("record", None, None, None, None, None)
+            self.counts[what] = self.counts.get(what, 0) + len(fid)
+            return
+        if self.zones is not None:
+            band, below = zones(u, *self.zones)
+            code = fid * 6 + band * 2 + below
         else:
-            bucket, what = HIDDEN, (entry, None, None, None, None, None)
-        counts[what] = counts.get(what, 0) + 1
-        groups.setdefault(bucket, []).append(row)
-    if HIDDEN in groups:
-        first_hidden[:] = heapq.nsmallest(HIDDEN_EXAMPLES, first_hidden + [r[0] for r in groups[HIDDEN]])
-    out: list[tuple] = []
-    for bucket, members in groups.items():
-        for k in range(0, len(members), ROWS_PER_BLOB if bucket < 0 else len(members)):
-            part = members[k:k + ROWS_PER_BLOB] if bucket < 0 else members
-            out.append(("entries", bucket, len(part), pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL)))
-    return pd.DataFrame(out, columns=LISTING_COLUMNS)
+            code = fid * 6
+        values, n = np.unique(code, return_counts=True)
+        for c, k in zip(values.tolist(), n.tolist(), strict=True):
+            f, z = divmod(c, 6)
+            _, label, hint, reason, _ = info[f]
+            zone = (z // 2, bool(z % 2)) if self.zones is not None else (None, None)
+            what = ("record", reason, label, hint, *zone)
+            self.counts[what] = self.counts.get(what, 0) + k
 
 
 def list_units(batches: Iterator[pd.DataFrame], root: str, key: dict | None = None) -> Iterator[pd.DataFrame]:
     """Walk each unit (rows of :data:`UNIT_DDL`) and yield what was found as :data:`LISTING_DDL`: the
     task's entries grouped into buckets, then one ``count`` row.
 
-    ``key``: ``{"seed": int, "allowed_labels": list | None}`` to key each record for ingest
-    (:func:`~sparkdl_pipe.executor.ingest.key_folder_file`), with ``val_fraction``/``test_fraction``
+    ``key``: ``{"seed": int, "allowed_labels": list | None}`` to key each record for ingest (its
+    hashes, :func:`~sparkdl_pipe.records.stable_hash`, label and reason, as
+    :func:`~sparkdl_pipe.executor.ingest.key_folder_file` keys it), with ``val_fraction``/``test_fraction``
     to count records by split zone; or None (scoring: paths only). A record's bucket comes from its
     order key, so the write job spreads every folder over every task by moving a few thousand
     buckets, not a row per file (Spark's per-row work in the JVM cost more than decoding a small image).
     """
     prune_zip_importers()
     settle_heap()
-    zones = (key["val_fraction"], key["test_fraction"]) if key and "val_fraction" in key else None
-    counts: dict[tuple, int] = {}
-    first_hidden: list[str] = []
+    task = _TaskListing(root, key)
     for units in batches:
-        buf: list[tuple] = []
-        for row in listed_rows(units, root, key):
-            buf.append(row)
-            if len(buf) >= ROWS_PER_FLUSH:
-                yield _bucket_rows(buf, counts, zones, first_hidden)
-                buf = []
-        if buf:
-            yield _bucket_rows(buf, counts, zones, first_hidden)
-    tallied = {"counts": [(*what, n) for what, n in counts.items()], "first_hidden": first_hidden}
-    yield pd.DataFrame([("count", -1, len(counts), pickle.dumps(tallied, protocol=pickle.HIGHEST_PROTOCOL))],
+        yield from task.add(units)
+        if task.rels or task.hidden or task.links:
+            yield task.flush()
+    tallied = {"counts": [(*what, n) for what, n in task.counts.items()], "first_hidden": task.first_hidden}
+    yield pd.DataFrame([("count", -1, len(task.counts), pickle.dumps(tallied, protocol=pickle.HIGHEST_PROTOCOL))],
                        columns=LISTING_COLUMNS)
 
 
-def unpickle_entries(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """Rows of :data:`LISTING_DDL` (``entries`` only) back to the listed rows, :data:`LISTED_DDL`."""
+def walk_frame(units: pd.DataFrame, root: str, key: dict | None = None, limit: int | None = None) -> pd.DataFrame | None:
+    """The listed rows (:data:`LISTED_DDL`) of the ``units`` walked in this process (the driver walks a
+    small folder with it), by the listing tasks' own functions; None beyond ``limit`` entries."""
+    task = _TaskListing(root, key)
+    payloads = [p for part in task.add(units, limit) for p in part["payload"]]
+    if task.over:
+        return None
+    payloads += list(task.flush()["payload"])
+    return entries_frame(payloads, key.get("allowed_labels") if key else None)
+
+
+def entries_frame(payloads, allowed_labels=None) -> pd.DataFrame:
+    """The listed rows (:data:`LISTED_DDL`) of ``entries`` payloads (:data:`LISTING_DDL`).
+
+    A record's URL, label, split hint and reason are made again from its relative path as the
+    listing made them (``allowed_labels``: the listing key's); its hashes travelled with it.
+    """
+    blobs = [pickle.loads(p) for p in payloads]
+    frames = []
+    rows = [r for b in blobs if isinstance(b, list) for r in b]  # hidden files and links: whole rows
+    if rows:
+        frames.append(listed_frame(rows))
+    recs = [b for b in blobs if isinstance(b, dict) and b["rel"]]
+    if recs:
+        rels = [r for b in recs for r in b["rel"]]
+        n = len(rels)
+        if recs[0]["url"] is not None:
+            urls = [x for b in recs for x in b["url"]]
+        else:  # a local path's URL (local_file_url): quote(root + rel) is quote(root) + quote(rel)
+            joined = "\n" + "\n".join(rels)
+            pre = recs[0]["prefix"]
+            if _URL_SAFE_LINES.fullmatch(joined) and "\n/" not in joined:  # all plain and inside the root
+                urls = [pre + r for r in rels]
+            else:
+                from urllib.parse import quote
+
+                safe = _URL_SAFE.fullmatch
+                urls = [("file:" if r[0] == "/" else pre) + (r if safe(r) else quote(r)) for r in rels]
+        cols: dict = {"path": urls}
+        if recs[0]["u"] is not None:
+            import numpy as np
+
+            # what each record's folder says, worked out once per folder
+            codes, uniques = pd.factorize(pd.Series([r.rpartition("/")[0] for r in rels], dtype=object))
+            folders = _Folders(allowed_labels)
+            info = [folders.info[folders.of(f)] for f in uniques]
+            _, label, hint, reason, message = (np.array(c, dtype=object)[codes] for c in zip(*info, strict=True))
+            cols.update(rel_path=rels, label_name=label, split_hint=hint,
+                        u=np.frombuffer(b"".join(b["u"] for b in recs), dtype="<f8"),
+                        order_key=pd.array(np.frombuffer(b"".join(b["order"] for b in recs), dtype="<i8"),
+                                           dtype="Int64"),
+                        reason=reason, message=message)
+        none = [None] * n
+        frame = pd.DataFrame({c: cols.get(c, none) for c in LISTED_COLUMNS[:-2]})
+        frame["entry"] = "record"
+        frame["link_target"] = none
+        if "order_key" not in cols:
+            frame["order_key"] = pd.array(none, dtype="Int64")
+        frames.append(frame)
+    if len(frames) < 2:
+        return frames[0] if frames else listed_frame([])
+    with warnings.catch_warnings():  # the hidden rows' columns are all null: the records' dtypes win
+        warnings.simplefilter("ignore", FutureWarning)
+        return pd.concat(frames, ignore_index=True)
+
+
+def unpickle_entries(batches: Iterator[pd.DataFrame], allowed_labels=None) -> Iterator[pd.DataFrame]:
+    """Rows of :data:`LISTING_DDL` (``entries`` only) back to the listed rows, :data:`LISTED_DDL`
+    (:func:`entries_frame`; ``allowed_labels``: the listing key's)."""
     prune_zip_importers()
     for pdf in batches:
-        rows = [r for payload in pdf["payload"] for r in pickle.loads(payload)]
-        for k in range(0, len(rows), ROWS_PER_BATCH):
-            yield listed_frame(rows[k:k + ROWS_PER_BATCH])
+        frame = entries_frame(pdf["payload"], allowed_labels)
+        for k in range(0, len(frame), ROWS_PER_BATCH):
+            yield frame.iloc[k:k + ROWS_PER_BATCH]
 
 
 #: Spark DDL of what :func:`write_paths` yields: ``file`` (a part file it wrote: name, rows),
