@@ -134,6 +134,61 @@ def test_file_removed_between_listing_and_reading_is_a_reject(tmp_path):
     assert len(kept["image"][0]) == SPEC.height * SPEC.width * SPEC.channels
 
 
+def test_read_ahead_keeps_row_order_reads_in_path_order_and_holds_its_budget(tmp_path, monkeypatch):
+    from sparkdl_pipe.executor import ingest
+    from sparkdl_pipe.executor.reading import read_bytes
+    from sparkdl_pipe.modalities.image import IMAGE
+    from tests.hostile import _img
+
+    spec = ImageSpec(8, 8, 3)
+    names = [f"{c}/{i:03d}.png" for i in range(40) for c in "zyx"]  # rows jump between folders
+    for n in names:
+        (tmp_path / n).parent.mkdir(exist_ok=True)
+        (tmp_path / n).write_bytes(_img("RGB"))
+    (tmp_path / "x" / "005.png").write_bytes(b"")  # empty: decoded to a reject
+    os.remove(tmp_path / "y" / "007.png")  # missing: a read reject
+    paths = ["file:" + str(tmp_path / n) for n in names] + [None]
+    reasons = [None] * len(paths)
+    reasons[3] = "unknown_label"  # rejected before reading: not read, None
+    size = len(_img("RGB"))
+    order: list[str] = []
+
+    def spy(url, *a):
+        order.append(url)
+        return read_bytes(url, *a)
+
+    monkeypatch.setattr(ingest, "read_bytes", spy)
+    monkeypatch.setattr(ingest, "FIRST_WINDOW", 16)
+    monkeypatch.setattr(ingest, "READ_AHEAD_BYTES", 10 * size)  # windows of 10 files, the first cut at 10
+    got = list(ingest.prepared_by_path(IMAGE, spec, paths, reasons, False))
+    assert len(got) == len(paths) and got[3] is None
+    for i, (name, g) in enumerate(zip(names + ["(null)"], got, strict=True)):
+        if i == 3:
+            continue
+        value, reason, _, _ = g
+        want = {"x/005.png": "empty_file", "y/007.png": "missing_file", "(null)": "missing_file"}.get(name)
+        assert reason == want, (name, g)
+        assert (value is None) == (want is not None) and (value is None or value.shape == (8, 8, 3))
+    assert sorted(order) == sorted(p for i, p in enumerate(paths) if i != 3 and p is not None)  # each read once
+    # the first window (16 rows) reads its files in path order until the budget (10 files), the rest on demand
+    first = [p for i, p in enumerate(paths[:16]) if i != 3]
+    assert order[:10] == sorted(first)[:10] and order[10:15] == [p for p in first if p not in order[:10]]
+    # later windows are sized from the files' mean size: 10 rows each, read in path order
+    assert order[15:25] == sorted(paths[16:26])
+
+
+def test_local_read_whole_file_in_one_read_and_files_that_change(tmp_path):
+    from sparkdl_pipe.executor.reading import read_bytes
+
+    for data in (b"x" * 3, b"y" * 70_000, b""):
+        (tmp_path / "f").write_bytes(data)
+        assert read_bytes("file:" + str(tmp_path / "f")) == (data, None, None)
+    assert read_bytes("/proc/self/status")[0].startswith(b"Name:")  # reports size 0, read to its end
+    os.mkfifo(tmp_path / "fifo")
+    assert read_bytes(str(tmp_path / "fifo"))[1] == "unreadable_file"
+    assert read_bytes(str(tmp_path / "f"), max_bytes=-1)[1] == "file_too_large"
+
+
 def test_score_hostile_folder_reconciles(spark, hostile, tmp_path):
     root, expect = hostile
     model = save_model_dir(str(tmp_path / "model"), _tiny_model(SPEC), ["a", "b"], SPEC)

@@ -76,9 +76,12 @@ def test_plan_units_reads_folder_names_only(lake):
     assert lst.plan_units("file://" + root, root, target_units=1) == ([("tree", root, None)], [])
 
 
-@pytest.mark.parametrize("max_files", [0, 1000], ids=["executors", "driver"])
-def test_distributed_listing_accounts_for_every_file(spark, lake, tmp_path, max_files):
+@pytest.mark.parametrize(("max_files", "hidden_max"), [(0, None), (1000, None), (0, 21)],
+                         ids=["executors", "driver", "executors-hidden-table-by-tasks"])
+def test_distributed_listing_accounts_for_every_file(spark, lake, tmp_path, monkeypatch, max_files, hidden_max):
     root, want = lake
+    if hidden_max is not None:  # more hidden files than the driver writes itself: Python tasks write the table
+        monkeypatch.setattr(lst, "DRIVER_HIDDEN_MAX", hidden_max)
     out = str(tmp_path / "ds")
     res = run_ingest_images(spark, IngestImagesConfig(root, out, SPEC, driver_listing_max_files=max_files))
     assert res.rejects_by_reason == {"empty_file": 2, "missing_file": 2}
@@ -96,6 +99,9 @@ def test_distributed_listing_accounts_for_every_file(spark, lake, tmp_path, max_
     assert man["skipped"]["examples"] == sorted(want["hidden"])[:20]  # the first 20, in path order
     table = pd.read_parquet(os.path.join(out, "skipped"))  # more than 20: the full list beside the manifest
     assert sorted(map(path_of, table["path"])) == sorted(want["hidden"])
+    written_by_driver = [f.endswith("-driver.parquet") for f in os.listdir(os.path.join(out, "skipped"))
+                         if f.endswith(".parquet")]
+    assert written_by_driver == ([True] if hidden_max is None else [False] * len(written_by_driver))
     # the same input scored: the same listing, the same counts
     model = save_model_dir(str(tmp_path / "model"), _tiny_model(SPEC), ["cat", "dog"], SPEC)
     sc = run_scoring(spark, ScoreConfig(model, root, str(tmp_path / "scores"), driver_listing_max_files=max_files))

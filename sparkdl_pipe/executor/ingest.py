@@ -13,7 +13,6 @@ Runs on: executors. Arguments are plain values or a Spark broadcast (what the mo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -257,23 +256,51 @@ def read_and_prepare(modality, spec, path, data, has_content: bool, decoded_by_r
     return got.value, got.reason, got.message, got.stats
 
 
-#: Decoded values a write task holds to read its files in path order (:func:`prepared_by_path`).
+#: File bytes a write task reads ahead of its rows to read them in path order (:func:`prepared_by_path`).
 READ_AHEAD_BYTES = 32 << 20
+#: Rows of the first read-ahead window, before the files' sizes are known.
+FIRST_WINDOW = 64
 
 
-def prepared_by_path(modality, spec, paths: list, reasons: list, decoded_by_reader: bool,
-                     window: int) -> Iterator[tuple | None]:
+def prepared_by_path(modality, spec, paths: list, reasons: list, decoded_by_reader: bool) -> Iterator[tuple | None]:
     """:func:`read_and_prepare` of each row (by its path) not rejected yet, None for the others,
-    yielded in row order; each ``window`` of rows is read in path order. A task's rows come in a
-    shuffled order (by order key); reading the files of a folder one after another costs less
-    (kernel path lookups, page cache) than jumping between folders: about 5% less CPU per
-    28x28 PNG at a million files (benchmarks/NOTES.md change 38). Holds one window's values."""
-    for start in range(0, len(paths), window):
-        rows = range(start, min(start + window, len(paths)))
-        got = {i: read_and_prepare(modality, spec, paths[i], None, False, decoded_by_reader)
-               for i in sorted(rows, key=lambda i: (paths[i] is None, paths[i] or "")) if reasons[i] is None}
+    yielded in row order.
+
+    A task's rows come in a shuffled order (by order key); reading the files of a folder one after
+    another costs less (kernel path lookups, page cache) than jumping between folders. So the files
+    of each window of rows are read in path order first, as bytes, and each is decoded when its row
+    is reached (a decoded value is not held: benchmarks/NOTES.md change 39). A window holds about
+    :data:`READ_AHEAD_BYTES` of file bytes: its size follows the mean size of the files read so far,
+    and a window whose files turn out bigger stops reading ahead at the budget (the rest of its
+    rows are read when reached)."""
+    n, start, window = len(paths), 0, FIRST_WINDOW
+    files = size = 0
+    while start < n:
+        rows = range(start, min(start + window, n))
+        ahead: dict[int, tuple] = {}
+        held = 0
+        for i in sorted((i for i in rows if reasons[i] is None and isinstance(paths[i], str)), key=paths.__getitem__):
+            got = ahead[i] = read_bytes(paths[i])
+            if got[0] is not None:
+                held += len(got[0])
+                files += 1
+                if held >= READ_AHEAD_BYTES:
+                    break
         for i in rows:
-            yield got.pop(i, None)
+            if reasons[i] is not None:
+                yield None
+            elif i in ahead:
+                data, reason, message = ahead.pop(i)
+                if reason is not None:
+                    yield None, reason, message, None
+                else:
+                    got = modality.prepare(data, spec, decoded_by_reader)
+                    yield got.value, got.reason, got.message, got.stats
+            else:
+                yield read_and_prepare(modality, spec, paths[i], None, False, decoded_by_reader)
+        size += held
+        window = max(1, min(n, READ_AHEAD_BYTES * files // max(1, size)))
+        start = rows.stop
 
 
 def prepared_ddl(modality) -> str:
@@ -346,14 +373,13 @@ def write_records(batches: Iterator[pd.DataFrame], modality_ref: str, spec_dict:
     sums: dict[tuple[str, str], int] = {}
     rejects: tuple[list, list, list] = ([], [], [])
     stat_cols = [f"stat_{s}" for s in modality.stat_names]
-    window = max(1, READ_AHEAD_BYTES // max(1, math.prod(spec.shape) * np.dtype(modality.dtype).itemsize))
     for pdf in batches:
         has_content = "content" in pdf.columns
         contents = pdf["content"] if has_content else [None] * len(pdf)
         records = pdf.to_dict("records") if from_prepared else None
         targets = pdf["target"] if "target" in pdf.columns else [None] * len(pdf)
         by_path = None if has_content or from_prepared else prepared_by_path(
-            modality, spec, pdf["path"].tolist(), pdf["reason"].tolist(), decoded_by_reader, window)
+            modality, spec, pdf["path"].tolist(), pdf["reason"].tolist(), decoded_by_reader)
         for i, (path, split, label, name, reason, message, data, target) in enumerate(zip(
                 pdf["path"], pdf["split"], pdf["label"], pdf["label_name"], pdf["reason"], pdf["message"],
                 contents, targets, strict=True)):

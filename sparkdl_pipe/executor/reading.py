@@ -48,15 +48,20 @@ def _read_local(path: str, max_bytes: int) -> tuple[bytes | None, str | None, st
             return None, UNREADABLE, f"{kind}: not read"
         if st.st_size > max_bytes:
             return None, FILE_TOO_LARGE, f"{st.st_size} bytes is over the limit of {max_bytes}"
-        chunks = []
-        left = max_bytes + 1
+        # One read of the size fstat gave plus one byte: fewer bytes than asked for is the end of
+        # the file. A file that grew since (or reports no size, like /proc) is read on to the end.
+        first = os.read(fd, st.st_size + 1) if st.st_size else b""
+        if 0 < len(first) <= st.st_size:
+            return first, None, None
+        chunks = [first]
+        left = max_bytes + 1 - len(first)
         while left > 0:
-            chunk = os.read(fd, min(left, max(st.st_size + 1, 1 << 16)))
+            chunk = os.read(fd, min(left, 1 << 16))
             if not chunk:
                 break
             chunks.append(chunk)
             left -= len(chunk)
-        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), None, None
+        return b"".join(chunks), None, None
     finally:
         os.close(fd)
 
