@@ -217,3 +217,33 @@ def test_executor_listing_writes_the_dataset_the_driver_walk_writes(spark, tmp_p
         assert labels == ["cat", "dog", "eel"] and counts["val"] > 0 and counts["test"] == 120
     else:
         assert task == "autoencoder" and {lab for r in rows.values() for _, lab, _ in r} == {-1}
+
+
+def test_input_format_of_a_folder_without_walking_all_of_it(tmp_path, monkeypatch):
+    from sparkdl_pipe.driver import sources
+
+    def folder(name: str, files: list[str]) -> str:
+        for f in files:
+            (tmp_path / name / f).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name / f).write_bytes(b"x")
+        return str(tmp_path / name)
+
+    assert sources.detect_format(folder("parts", ["part-0.parquet", "part-1.parquet", "_SUCCESS",
+                                                  ".hidden/x.png", "_tmp/y.csv"])) == "parquet"
+    assert sources.detect_format(folder("csv", ["a.csv.gz", "b.csv"])) == "csv"
+    assert sources.detect_format(folder("mixed", ["a.csv", "b.parquet"])) == "folder"
+    assert sources.detect_format(folder("nested", ["a.parquet", "sub/b.parquet"])) == "folder"
+    assert sources.detect_format(folder("images", ["cat/1.png", "dog/2.png"])) == "folder"
+    assert sources.detect_format(folder("empty", [".keep"])) == "folder"
+    # a folder of image folders is known from its first file below the top: the rest is not listed
+    root = folder("lake", [f"class-{k}/shard-{s}/{i}.png" for k in range(3) for s in range(3) for i in range(3)])
+    walked: list[str] = []
+    real_walk = sources.os.walk
+
+    def walk(top, *a, **kw):
+        for entry in real_walk(top, *a, **kw):
+            walked.append(entry[0])
+            yield entry
+
+    monkeypatch.setattr(sources.os, "walk", walk)
+    assert sources.detect_format(root) == "folder" and len(walked) == 3  # the root, class-0, its first shard

@@ -138,16 +138,20 @@ def detect_format(url: str, fmt: str = "auto", describe: str = "a folder or a ta
             raise UserInputError(f"cannot tell the format of {url} from its name", describe, None,
                                  "Pass --input-format")
         return "folder"  # a remote prefix: listed like a folder
+    # A table only when every visible file sits at the top and has that one table format: the walk
+    # stops at the first file that says otherwise (a million-file folder answers after a few folders).
     base = storage.local_path(url)
     kinds: set[str | None] = set()
-    nested = False
     for dirpath, dirs, files in os.walk(base):
         dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
         for f in files:
             if not f.startswith((".", "_")):
+                if dirpath != base:
+                    return "folder"  # a file in a subfolder
                 kinds.add(_format_of_name(f))
-                nested = nested or dirpath != base
-    if len(kinds) == 1 and None not in kinds and not nested:
+                if None in kinds or len(kinds) > 1:
+                    return "folder"
+    if len(kinds) == 1:
         return str(kinds.pop())  # e.g. a folder of Parquet part files written by Spark
     return "folder"
 
