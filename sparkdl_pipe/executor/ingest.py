@@ -244,12 +244,13 @@ class _SplitFile:
         return self.part.close()
 
 
-def read_and_prepare(modality, spec, path, data, has_content: bool, decoded_by_reader: bool):
-    """(prepared value, reason, message, stats) of one keyed record: its bytes read here unless given."""
+def read_and_prepare(modality, spec, path, data, has_content: bool, decoded_by_reader: bool, read=None):
+    """(prepared value, reason, message, stats) of one keyed record: its bytes read here unless given
+    (``data``, or ``read``: what :func:`read_bytes` already returned for ``path``)."""
     if not has_content:
         if not isinstance(path, str):
             return None, MISSING_FILE, "no path (null)", None
-        data, reason, message = read_bytes(path)
+        data, reason, message = read if read is not None else read_bytes(path)
         if reason is not None:
             return None, reason, message, None
     got = modality.prepare(data, spec, decoded_by_reader)
@@ -286,18 +287,9 @@ def prepared_by_path(modality, spec, paths: list, reasons: list, decoded_by_read
                 files += 1
                 if held >= READ_AHEAD_BYTES:
                     break
-        for i in rows:
-            if reasons[i] is not None:
-                yield None
-            elif i in ahead:
-                data, reason, message = ahead.pop(i)
-                if reason is not None:
-                    yield None, reason, message, None
-                else:
-                    got = modality.prepare(data, spec, decoded_by_reader)
-                    yield got.value, got.reason, got.message, got.stats
-            else:
-                yield read_and_prepare(modality, spec, paths[i], None, False, decoded_by_reader)
+        for i in rows:  # a row not read ahead (over the budget) is read here
+            yield None if reasons[i] is not None else read_and_prepare(
+                modality, spec, paths[i], None, False, decoded_by_reader, ahead.pop(i, None))
         size += held
         window = max(1, min(n, READ_AHEAD_BYTES * files // max(1, size)))
         start = rows.stop
